@@ -1,0 +1,62 @@
+"""The ``offroad`` command line.
+
+Subcommands live next to the code they drive; each command module exposes
+``register(subparsers)`` that adds its parsers and sets ``func`` (called with the parsed
+arguments, returning an exit code). Command modules import only light modules at import time so
+``offroad --help`` stays fast; heavy imports (torch, onnxruntime) happen inside ``func``.
+
+ROS packages add commands (``replay``, ``evaluate-bag``) through the ``offroad.commands`` entry
+point group, so this package never imports ROS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import logging
+import sys
+from importlib.metadata import entry_points
+
+COMMAND_MODULES = (
+    "offroad_training.data.commands",
+    "offroad_training.train.commands",
+    "offroad_training.deploy.commands",
+)
+ENTRY_POINT_GROUP = "offroad.commands"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the top-level parser with every available subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="offroad",
+        description="Off-road perception: data, training, evaluation and deployment to the "
+                    "Dragonwing IQ-9075 NPU.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        if importlib.util.find_spec(name) is not None:
+            importlib.import_module(name).register(subparsers)
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        ep.load()(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the ``offroad`` command; returns the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
