@@ -12,7 +12,7 @@ BUILD_INPUTS := $(wildcard colcon.meta offroad_seg_msgs/package.xml offroad_seg_
 	offroad_seg_msgs/msg/*.msg offroad_seg_node/package.xml offroad_seg_node/setup.py \
 	offroad_seg_node/setup.cfg offroad_costmap/package.xml offroad_costmap/setup.py \
 	offroad_costmap/setup.cfg offroad_seg_node/config/* offroad_costmap/config/* launch/*)
-PYTEST_PATHS := offroad_training/tests offroad_seg_node/test offroad_costmap/test tests
+PYTEST_PATHS := $(wildcard offroad_training/tests offroad_seg_node/test offroad_costmap/test tests)
 
 .PHONY: help setup build test test-fast lint format demo bench clean constraints
 
