@@ -39,7 +39,15 @@ import numpy as np
 
 
 class ImageDecodeError(ValueError):
-    """An image message cannot be converted: unknown encoding, inconsistent size, corrupt data."""
+    """An image message cannot be converted: unknown encoding, inconsistent size, corrupt data.
+
+    ``reason`` is a stable short key for counters and diagnostics: ``unsupported_encoding``,
+    ``zero_size``, ``bad_step``, ``bad_dimensions``, ``truncated_data`` or ``corrupt_compressed``.
+    """
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -88,7 +96,8 @@ def canonical_encoding(encoding: str) -> str:
     if name not in _PACKED and name not in _SEMI_PLANAR:
         raise ImageDecodeError(
             f"unsupported image encoding {encoding!r}; supported: "
-            f"{', '.join(SUPPORTED_ENCODINGS)} (or sensor_msgs/CompressedImage jpeg/png)")
+            f"{', '.join(SUPPORTED_ENCODINGS)} (or sensor_msgs/CompressedImage jpeg/png)",
+            "unsupported_encoding")
     return name
 
 
@@ -121,26 +130,28 @@ def decode_image(encoding: str, height: int, width: int, step: int,
     """
     name = canonical_encoding(encoding)
     if height <= 0 or width <= 0:
-        raise ImageDecodeError(f"{encoding} image has zero size ({width}x{height})")
+        raise ImageDecodeError(f"{encoding} image has zero size ({width}x{height})", "zero_size")
     need_step = min_step(name, width)
     if step < need_step:
         raise ImageDecodeError(
             f"{encoding} image {width}x{height}: step {step} is shorter than one row "
-            f"({need_step} bytes)")
+            f"({need_step} bytes)", "bad_step")
     buf = _buffer(data)
     if name in _SEMI_PLANAR:
         if height % 2 or width % 2:
             raise ImageDecodeError(
-                f"{encoding} needs an even width and height, got {width}x{height}")
+                f"{encoding} needs an even width and height, got {width}x{height}",
+                "bad_dimensions")
         rows = height + height // 2
     else:
         if _PACKED[name].even_width and width % 2:
-            raise ImageDecodeError(f"{encoding} needs an even width, got {width}")
+            raise ImageDecodeError(f"{encoding} needs an even width, got {width}",
+                                  "bad_dimensions")
         rows = height
     if step * rows > buf.size:
         raise ImageDecodeError(
             f"{encoding} image {width}x{height} with step {step} needs {step * rows} bytes "
-            f"(step x {rows} rows), the message has {buf.size}")
+            f"(step x {rows} rows), the message has {buf.size}", "truncated_data")
     plane = buf[: step * rows].reshape(rows, step)
     if name in _SEMI_PLANAR:
         return cv2.cvtColor(plane[:, :width], _SEMI_PLANAR[name])
@@ -161,7 +172,8 @@ def _compressed_kind(fmt: str) -> str:
         return "jpeg"
     if "png" in text:
         return "png"
-    raise ImageDecodeError(f"unsupported compressed image format {fmt!r}; supported: jpeg, png")
+    raise ImageDecodeError(f"unsupported compressed image format {fmt!r}; supported: jpeg, png",
+                          "unsupported_encoding")
 
 
 def decode_compressed(fmt: str, data: bytes | bytearray | memoryview | np.ndarray) -> np.ndarray:
@@ -174,18 +186,21 @@ def decode_compressed(fmt: str, data: bytes | bytearray | memoryview | np.ndarra
     kind = _compressed_kind(fmt)
     buf = _buffer(data)
     if buf.size == 0:
-        raise ImageDecodeError(f"empty {kind} image (0 bytes)")
+        raise ImageDecodeError(f"empty {kind} image (0 bytes)", "zero_size")
     head = buf[:8].tobytes()
     if kind == "jpeg":
         if not head.startswith(_JPEG_SOI):
-            raise ImageDecodeError(f"corrupt jpeg: no SOI marker (starts with {head.hex()})")
+            raise ImageDecodeError(f"corrupt jpeg: no SOI marker (starts with {head.hex()})",
+                                  "corrupt_compressed")
         if _JPEG_EOI not in buf[-_JPEG_TAIL_SLACK:].tobytes():
-            raise ImageDecodeError("corrupt jpeg: no EOI marker at the end (truncated file?)")
+            raise ImageDecodeError("corrupt jpeg: no EOI marker at the end (truncated file?)",
+                                  "corrupt_compressed")
     elif head != _PNG_SIGNATURE:
-        raise ImageDecodeError(f"corrupt png: bad signature {head.hex()}")
+        raise ImageDecodeError(f"corrupt png: bad signature {head.hex()}", "corrupt_compressed")
     image = cv2.imdecode(buf, cv2.IMREAD_COLOR_RGB)
     if image is None or image.size == 0:
-        raise ImageDecodeError(f"corrupt {kind}: OpenCV could not decode {buf.size} bytes")
+        raise ImageDecodeError(f"corrupt {kind}: OpenCV could not decode {buf.size} bytes",
+                              "corrupt_compressed")
     return image
 
 
