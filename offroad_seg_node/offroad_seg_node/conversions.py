@@ -7,6 +7,7 @@ All pixel work goes through :mod:`offroad_training.imaging`. Outgoing images are
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
@@ -38,7 +39,7 @@ def array_to_image(array: np.ndarray, encoding: str, header: Header) -> Image:
 
 def class_fractions(labels: np.ndarray, num_classes: int) -> list[float]:
     """Fraction of pixels per class id 0..num_classes-1 (ignore values not counted)."""
-    counts = np.bincount(labels.reshape(-1), minlength=256)[:num_classes]
+    counts = cv2.calcHist([labels], [0], None, [256], [0, 256]).reshape(-1)[:num_classes]
     return (counts / labels.size).astype(np.float32).tolist()
 
 

