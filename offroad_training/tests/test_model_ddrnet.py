@@ -72,3 +72,21 @@ def test_replace_head_keeps_backbone_and_reinitialises_classifier():
     assert torch.equal(model.layer3[0].conv1.weight, before)
     assert torch.count_nonzero(model.final_layer.conv2.bias) == 0
     assert build_model(7).final_layer.conv2.out_channels == 7
+
+
+def test_load_checkpoint_roundtrip_and_clear_errors(tmp_path):
+    from offroad_training.model import CheckpointError, load_checkpoint
+
+    model = DDRNet23Slim(num_classes=7, aux=False).eval()
+    path = tmp_path / "best_model.pth"
+    torch.save({"model": model.state_dict(), "config": {"crop": [64, 80]}}, path)
+    loaded, config = load_checkpoint(path)
+    assert config == {"crop": [64, 80]} and not loaded.training and not loaded.aux
+    x = torch.randn(1, 3, 64, 80)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x))
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_checkpoint(tmp_path / "nope.pth")
+    (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="cannot read"):
+        load_checkpoint(tmp_path / "junk.pth")

@@ -24,6 +24,9 @@ reference's "seghead_extra").
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import torch
 import torch.nn.functional as F  # noqa: N812 (conventional name)
 from torch import nn
@@ -274,3 +277,41 @@ def build_model(num_classes: int = 7, pretrained: str | None = None, aux: bool =
 
         load_pretrained(model, pretrained, allow_partial=allow_partial)
     return model
+
+
+class CheckpointError(RuntimeError):
+    """A training checkpoint is missing, unreadable or does not describe a DDRNet23-slim."""
+
+
+def load_checkpoint(path: str | Path, map_location: str = "cpu",
+                    ) -> tuple[DDRNet23Slim, dict[str, Any]]:
+    """Load a checkpoint written by ``offroad train`` and return ``(model in eval mode, config)``.
+
+    Accepts ``best_model.pth`` (``"model"`` holds the EMA weights) and ``last.pth`` (``"model"``
+    holds the raw weights; the EMA copy is under ``"ema"``). Read with
+    ``torch.load(weights_only=True)``; the weights must match the architecture strictly. The
+    class count comes from the classifier's shape; the auxiliary head is kept if present.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from exc
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("model"), dict):
+        raise CheckpointError(f"{path} is not an offroad training checkpoint (no 'model' "
+                              "state dict); for third-party weights use model.pretrained")
+    state = ckpt["model"]
+    if "final_layer.conv2.weight" not in state:
+        raise CheckpointError(f"{path}: 'model' has no final_layer.conv2.weight; not DDRNet")
+    num_classes = int(state["final_layer.conv2.weight"].shape[0])
+    model = DDRNet23Slim(num_classes=num_classes,
+                         aux=any(k.startswith("seghead_extra.") for k in state))
+    result = model.load_state_dict(state, strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        raise CheckpointError(f"{path}: weights do not match DDRNet23-slim: missing "
+                              f"{result.missing_keys[:5]}, unexpected "
+                              f"{result.unexpected_keys[:5]}")
+    model.eval()
+    return model, dict(ckpt.get("config") or {})
