@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import importlib.metadata
 import platform
 import subprocess
 from pathlib import Path
@@ -24,10 +25,25 @@ def git_revision(cwd: str | Path | None = None) -> str:
     return f"{rev}-dirty" if dirty else rev
 
 
+def package_version() -> str:
+    """Return this package's version.
+
+    Falls back to the installed distribution's metadata when ``offroad_training`` resolves to
+    a namespace package (Python started in the repository root shadows the editable install).
+    """
+    version = getattr(offroad_training, "__version__", None)
+    if version:
+        return version
+    try:
+        return importlib.metadata.version("offroad_training")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
 def provenance(**extra: Any) -> dict[str, Any]:
     """Return a provenance record: package version, git revision, UTC time, host, ``extra``."""
     return {
-        "offroad_training": offroad_training.__version__,
+        "offroad_training": package_version(),
         "git_revision": git_revision(),
         "created_utc": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "python": platform.python_version(),
