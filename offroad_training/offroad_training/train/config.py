@@ -122,7 +122,35 @@ class TrainConfig:
         unknown = sorted(set(data) - names)
         if unknown:
             raise ConfigError(f"{source}: unknown key(s) {', '.join(unknown)}")
-        return cls(**data).validate()
+        defaults = cls()
+        values = {k: _coerce(k, v, getattr(defaults, k), source) for k, v in data.items()}
+        return cls(**values).validate()
+
+
+def _coerce(key: str, value: Any, default: Any, source: str) -> Any:
+    """Convert YAML scalars to the field's type (e.g. ``5e-4``, which YAML 1.1 reads as text)."""
+    if value is None or default is None:
+        return value
+    try:
+        if isinstance(default, bool):
+            if not isinstance(value, bool):
+                raise ValueError("expected true or false")
+            return value
+        if isinstance(default, float):
+            return float(value)
+        if isinstance(default, int):
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError("expected an integer")
+            return int(value)
+        if isinstance(default, list):
+            if not isinstance(value, list):
+                raise ValueError("expected a list")
+            return [float(v) for v in value]
+        if isinstance(default, str):
+            return str(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{source}: {key}={value!r}: {exc}") from None
+    return value
 
 
 def _parse_override(item: str) -> tuple[str, Any]:
