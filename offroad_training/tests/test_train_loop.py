@@ -92,7 +92,8 @@ def test_interrupted_then_resumed_run_equals_uninterrupted(data_root, tmp_path):
     for name in ("config.yaml", "eval_log.csv", "best_model.pth", "last.pth"):
         assert (tmp_path / "b" / name).exists()
     best = torch.load(tmp_path / "b" / "best_model.pth", weights_only=True)
-    assert best["provenance"]["git_revision"] and best["metrics"]["miou"] == pytest.approx(rest.best_miou, abs=1e-6)
+    assert best["provenance"]["git_revision"]
+    assert best["metrics"]["miou"] == pytest.approx(rest.best_miou, abs=1e-6)
     last = torch.load(tmp_path / "b" / "last.pth", weights_only=True)
     assert {"model", "ema", "optimizer", "scheduler", "scaler", "rng", "config"} <= set(last)
 
