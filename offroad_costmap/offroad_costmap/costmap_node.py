@@ -1,0 +1,344 @@
+"""The costmap node: segmentation labels + camera model -> nav_msgs/OccupancyGrid for Nav2.
+
+Wiring only; the work lives in plain modules (:mod:`.projection`, :mod:`.categories`,
+:mod:`.fusion`, :mod:`.params`, :mod:`.messages`).
+
+Fail-safe policy: the grid is never FREE without fresh evidence. Until SegmentationInfo and
+CameraInfo are known, every label frame yields an all-unknown grid. Labels older than
+``stale_timeout`` on arrival are rejected; when no labels were accepted for ``stale_timeout``
+the watchdog publishes an all-unknown grid every ``watchdog_period`` (or nothing, with
+``stale_action: silent``) and /diagnostics reports ERROR. Bad inputs (encoding, size
+mismatch, unusable calibration) are counted by reason, logged (throttled) and skipped.
+Invalid parameters: one clear error and exit status 2.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections import Counter
+from typing import Any
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from nav_msgs.msg import OccupancyGrid, Odometry
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+
+from offroad_costmap.categories import CategoryError, LabelTable
+from offroad_costmap.fusion import EvidenceGrid, Pose2D, PoseHistory, yaw_from_quaternion
+from offroad_costmap.messages import (
+    InputError,
+    debug_image,
+    intrinsics_from_camera_info,
+    labels_from_image,
+    obstacle_cloud,
+    occupancy_grid,
+    stamp_seconds,
+)
+from offroad_costmap.params import PARAMETERS, ConfigError, CostmapConfig, ParamSpec, validate
+from offroad_costmap.projection import GroundProjector, ProjectionError, ProjectionTables
+from offroad_seg_msgs.msg import SegmentationInfo
+from offroad_training.camera import Camera
+
+NODE_NAME = "offroad_costmap"
+EXIT_CONFIG_ERROR = 2
+LOG_THROTTLE_S = 5.0
+
+
+def _descriptor(spec: ParamSpec) -> ParameterDescriptor:
+    """ParameterDescriptor with description, allowed values and numeric range of ``spec``."""
+    desc = ParameterDescriptor(description=spec.description)
+    if spec.choices:
+        desc.additional_constraints = "one of: " + ", ".join(spec.choices)
+    if spec.low is not None and isinstance(spec.default, float):
+        desc.floating_point_range = [FloatingPointRange(from_value=float(spec.low),
+                                                        to_value=float(spec.high))]
+    elif spec.low is not None and isinstance(spec.default, int):
+        desc.integer_range = [IntegerRange(from_value=int(spec.low), to_value=int(spec.high),
+                                           step=1)]
+    return desc
+
+
+class CostmapNode(Node):
+    """Labels in, OccupancyGrid out (see the module docstring)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        """Declare and validate every parameter (one block), create the ROS entities."""
+        super().__init__(NODE_NAME, **kwargs)
+        for spec in PARAMETERS:
+            self.declare_parameter(spec.name, spec.default, _descriptor(spec))
+        self.config: CostmapConfig = validate(
+            {s.name: self.get_parameter(s.name).value for s in PARAMETERS})
+        c = self.config
+        self._info: SegmentationInfo | None = None
+        self._label_table: LabelTable | None = None
+        self._camera_info: CameraInfo | None = None
+        self._projector: GroundProjector | None = None
+        self._projector_key: tuple | None = None
+        self._poses = PoseHistory(c.odom_history)
+        self._evidence = EvidenceGrid(c.geometry, c.decay_time) if c.fusion else None
+        self._last_accepted: float | None = None
+        self._last_pose: Pose2D | None = None
+        self._rejected: Counter[str] = Counter()
+        self._accepted = 0
+        self._accepted_at_diag = 0
+        self._rejected_at_diag = 0
+        self._project_ms: list[float] = []
+        self._last_problem = ""
+        self._stale_published = 0
+
+        reliability = (ReliabilityPolicy.RELIABLE if c.input_reliability == "reliable"
+                       else ReliabilityPolicy.BEST_EFFORT)
+        inputs = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=reliability)
+        latched = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
+                             reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        out = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
+                         reliability=ReliabilityPolicy.RELIABLE)
+        self._pub_grid = self.create_publisher(OccupancyGrid, c.grid_topic, latched)
+        self._pub_cloud = (self.create_publisher(PointCloud2, c.obstacles_topic, out)
+                           if c.publish_obstacles else None)
+        self._pub_debug = (self.create_publisher(Image, c.debug_image_topic, out)
+                           if c.publish_debug_image else None)
+        self._pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.create_subscription(Image, c.labels_topic, self._on_labels, inputs)
+        self.create_subscription(SegmentationInfo, c.info_topic, self._on_info, latched)
+        self.create_subscription(CameraInfo, c.camera_info_topic, self._on_camera_info, inputs)
+        if c.use_odom:
+            self.create_subscription(Odometry, c.odom_topic, self._on_odom,
+                                     QoSProfile(depth=50, reliability=reliability))
+        self.create_timer(c.watchdog_period, self._watchdog)
+        self.create_timer(c.diagnostics_period, self._publish_diagnostics)
+        self.get_logger().info(
+            f"grid {c.geometry.nx}x{c.geometry.ny} cells at {c.resolution} m in "
+            f"{c.output_frame}; camera at {c.pose}; fusion {'on' if c.fusion else 'off'}; "
+            f"stale_timeout {c.stale_timeout} s ({c.stale_action})")
+
+    # ------------------------------------------------------------------ helpers
+    def _now(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    def _reject(self, reason: str, message: str) -> None:
+        """Count and log (throttled) a rejected input."""
+        self._rejected[reason] += 1
+        self._last_problem = f"{reason}: {message}"
+        self.get_logger().error(f"rejected labels ({reason}): {message}",
+                                throttle_duration_sec=LOG_THROTTLE_S)
+
+    def _output_frame(self) -> str:
+        c = self.config
+        return c.odom_frame if c.output_frame == "odom" else c.base_frame
+
+    # ------------------------------------------------------------------ callbacks
+    def _on_info(self, msg: SegmentationInfo) -> None:
+        """Build the label table from the model's class names."""
+        try:
+            table = LabelTable.build(list(msg.class_ids), list(msg.class_names),
+                                     self.config.categories, self.config.vertical_classes,
+                                     msg.ignore_value)
+        except CategoryError as exc:
+            self._reject("bad_info", str(exc))
+            return
+        if table.unmapped:
+            self.get_logger().warning(f"classes without a category give no evidence: "
+                                      f"{', '.join(table.unmapped)}")
+        self._info, self._label_table = msg, table
+        self._projector = None
+
+    def _on_camera_info(self, msg: CameraInfo) -> None:
+        """Remember the newest calibration (tables are rebuilt when it changes)."""
+        self._camera_info = msg
+
+    def _on_odom(self, msg: Odometry) -> None:
+        """Append the planar pose to the history."""
+        p, q = msg.pose.pose.position, msg.pose.pose.orientation
+        self._poses.add(stamp_seconds(msg.header.stamp),
+                        Pose2D(p.x, p.y, yaw_from_quaternion(q.x, q.y, q.z, q.w)))
+
+    def _on_labels(self, msg: Image) -> None:
+        """Validate, project, fuse and publish one label frame; never raises."""
+        try:
+            self._process(msg)
+        except Exception as exc:  # a bad frame must never stop the node
+            self._reject("internal_error", f"{type(exc).__name__}: {exc}")
+
+    def _process(self, msg: Image) -> None:
+        c = self.config
+        age = self._now() - stamp_seconds(msg.header.stamp)
+        if age > c.stale_timeout:
+            self._reject("stale", f"labels are {age:.3f} s old (stale_timeout "
+                         f"{c.stale_timeout} s)")
+            return
+        try:
+            labels = labels_from_image(msg)
+            projector = self._projector_for(labels.shape)
+        except InputError as exc:
+            self._reject(exc.reason, str(exc))
+            return
+        if projector is None:
+            self._publish_unknown(msg.header.stamp)
+            self._last_accepted = self._now()
+            return
+        t0 = time.perf_counter()
+        values = projector.project(labels).values
+        self._project_ms = [*self._project_ms[-99:], (time.perf_counter() - t0) * 1e3]
+        geometry = c.geometry
+        if c.use_odom:
+            pose = self._poses.at(stamp_seconds(msg.header.stamp))
+            if pose is None:
+                self._reject("no_pose", "no odometry covers the label stamp")
+                return
+            self._last_pose = pose
+            stamp_s = stamp_seconds(msg.header.stamp)
+            if self._evidence is not None:
+                self._evidence.insert(values, pose, stamp_s)
+                if c.output_frame == "odom":
+                    values, geometry = self._evidence.in_odom(stamp_s, pose)
+                else:
+                    values = self._evidence.in_base(stamp_s, pose)
+            elif c.output_frame == "odom":
+                values, geometry = _frame_in_odom(values, geometry, pose)
+        self._accepted += 1
+        self._last_accepted = self._now()
+        self._publish(values, geometry, msg.header.stamp)
+
+    def _projector_for(self, shape: tuple[int, int]) -> GroundProjector | None:
+        """The projector for this label size; None while info or camera_info is missing."""
+        info, cam = self._info, self._camera_info
+        if info is None or cam is None:
+            missing = "SegmentationInfo" if info is None else "camera_info"
+            self._last_problem = f"no {missing} yet: publishing unknown"
+            self.get_logger().warning(f"no {missing} yet: publishing an all-unknown grid",
+                                      throttle_duration_sec=LOG_THROTTLE_S)
+            return None
+        h, w = shape
+        if (info.height, info.width) != (h, w) and info.height and info.width:
+            raise InputError("size_mismatch", f"labels {w}x{h} but SegmentationInfo says "
+                             f"{info.width}x{info.height}")
+        if (cam.height, cam.width) != (h, w):
+            raise InputError("size_mismatch", f"labels {w}x{h} but camera_info is "
+                             f"{cam.width}x{cam.height} (use segmentation/camera_info)")
+        key = (h, w, tuple(cam.k), tuple(cam.d), cam.distortion_model)
+        if self._projector is None or key != self._projector_key:
+            intr = intrinsics_from_camera_info(cam)
+            try:
+                tables = ProjectionTables.build(Camera(intr, self.config.pose),
+                                                self.config.geometry, self.config.max_range,
+                                                self.config.oversample)
+            except ProjectionError as exc:
+                raise InputError("no_ground_in_view", str(exc)) from None
+            self._projector = GroundProjector(tables, self._label_table,
+                                              self.config.category_values,
+                                              self.config.min_support, self.config.occlusion)
+            self._projector_key = key
+            self.get_logger().info(f"projection tables for {w}x{h} labels: "
+                                   f"{tables.shape[0]}x{tables.shape[1]} ray samples")
+        return self._projector
+
+    # ------------------------------------------------------------------ output
+    def _publish(self, values: np.ndarray, geometry: Any, stamp: Any) -> None:
+        frame = self._output_frame()
+        self._pub_grid.publish(occupancy_grid(values, geometry, frame, stamp))
+        if self._pub_cloud is not None:
+            lethal = min(self.config.blocked_value, self.config.hazard_value)
+            self._pub_cloud.publish(obstacle_cloud(values, geometry, max(lethal, 1),
+                                                   self.config.obstacle_point_height, frame,
+                                                   stamp))
+        if self._pub_debug is not None and self._pub_debug.get_subscription_count() > 0:
+            self._pub_debug.publish(debug_image(values, frame, stamp))
+
+    def _publish_unknown(self, stamp: Any) -> None:
+        """All-unknown grid (geometry of the configured output frame)."""
+        geometry = self.config.geometry
+        if self.config.output_frame == "odom":
+            pose = self._last_pose or Pose2D(0.0, 0.0, 0.0)
+            geometry = geometry.translated(pose.x, pose.y).snapped()
+        self._publish(np.full((geometry.ny, geometry.nx), -1, dtype=np.int8), geometry, stamp)
+
+    def _stale(self) -> bool:
+        return (self._last_accepted is None
+                or self._now() - self._last_accepted > self.config.stale_timeout)
+
+    def _watchdog(self) -> None:
+        """Fail-safe: all-unknown grid while no labels are accepted."""
+        if self._stale() and self.config.stale_action == "unknown":
+            self._stale_published += 1
+            self._publish_unknown(self.get_clock().now().to_msg())
+
+    def _publish_diagnostics(self) -> None:
+        """ERROR when stale or uncalibrated, WARN on rejected inputs, OK otherwise."""
+        c = self.config
+        rejected = sum(self._rejected.values())
+        new_rejected = rejected - self._rejected_at_diag
+        new_accepted = self._accepted - self._accepted_at_diag
+        self._rejected_at_diag, self._accepted_at_diag = rejected, self._accepted
+        if self._stale():
+            since = ("never" if self._last_accepted is None
+                     else f"{self._now() - self._last_accepted:.2f} s ago")
+            level = DiagnosticStatus.ERROR
+            message = (f"stale: no labels accepted for > {c.stale_timeout} s (last {since}); "
+                       f"grid is unknown")
+        elif self._info is None or self._camera_info is None:
+            level, message = DiagnosticStatus.ERROR, self._last_problem or "not calibrated"
+        elif new_rejected:
+            level, message = DiagnosticStatus.WARN, f"{new_rejected} rejected: " \
+                                                    f"{self._last_problem}"
+        else:
+            level, message = DiagnosticStatus.OK, "ok"
+        values = {
+            "labels_accepted": str(self._accepted),
+            "labels_rejected": str(rejected),
+            "rate_hz": f"{new_accepted / c.diagnostics_period:.2f}",
+            "have_segmentation_info": str(self._info is not None),
+            "have_camera_info": str(self._camera_info is not None),
+            "unknown_grids_published_while_stale": str(self._stale_published),
+            "last_problem": self._last_problem,
+        }
+        for reason, count in sorted(self._rejected.items()):
+            values[f"rejected_{reason}"] = str(count)
+        if self._project_ms:
+            values["project_ms_median"] = f"{float(np.median(self._project_ms)):.2f}"
+        status = DiagnosticStatus(level=level, name=f"{self.get_name()}: costmap",
+                                  message=message, hardware_id=c.base_frame,
+                                  values=[KeyValue(key=k, value=v) for k, v in values.items()])
+        array = DiagnosticArray()
+        array.header.stamp = self.get_clock().now().to_msg()
+        array.status = [status]
+        self._pub_diag.publish(array)
+
+
+def _frame_in_odom(values: np.ndarray, geometry: Any, pose: Pose2D) -> tuple[np.ndarray, Any]:
+    """One frame's grid resampled to the odom-aligned window (fusion off, output odom)."""
+    store = EvidenceGrid(geometry, decay_time=0.0)
+    store.insert(values, pose, 0.0)
+    return store.in_odom(0.0, pose)
+
+
+def main(args: list[str] | None = None) -> int:
+    """Run the node; exit status 2 for invalid parameters."""
+    rclpy.init(args=args)
+    node = None
+    try:
+        try:
+            node = CostmapNode()
+        except (ConfigError, Exception) as exc:  # also rclpy's declaration errors (type/range)
+            print(f"[{NODE_NAME}] invalid parameters: {exc}", file=sys.stderr)
+            return EXIT_CONFIG_ERROR
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.destroy_node()
+        if rclpy.ok():
+            rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
