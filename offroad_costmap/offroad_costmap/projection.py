@@ -35,7 +35,8 @@ Per frame (:meth:`GroundProjector.project`):
    rays is hidden;
 3. occlusion: ``occlusion="column"`` (default, conservative): every sample of the column
    farther than the nearest contact is occluded, including ground seen over a low object;
-   ``occlusion="ray"``: only the object's own samples (exact for a flat world and true labels);
+   ``occlusion="ray"``: only the object's own samples (exact for a flat world and true labels).
+   Both widen occlusion by one sample sideways and upwards (pixel quantisation);
 4. one ``np.bincount`` over (cell, level) keys; per cell the worst level with at least
    ``min_support`` samples wins; a cell crossed by an occluded ray cannot be FREE or CAUTION
    (it is unknown); BLOCKED/HAZARD evidence stands. Fill cells take their one sample's level
@@ -58,6 +59,7 @@ KEYS_PER_CELL = NUM_LEVELS + 1
 OCCLUSION_MODES = ("column", "ray")
 _LAST_GROUND_LEVEL = 2         # FREE and CAUTION are cleared by occlusion
 _MAX_SAMPLES = 4_000_000
+_SIDE_ROWS = 8
 
 
 class ProjectionError(ValueError):
@@ -224,10 +226,12 @@ class GroundProjector:
     def _contacts(self, vertical: np.ndarray) -> np.ndarray:
         """Ground contacts: run bottoms whose lower neighbour is inside the image.
 
-        The lowest run bottom of each column is always a contact. A higher one (an object seen
-        over a nearer one) only when the samples below it in the neighbouring columns are not
-        vertical either: a column that grazes an object's silhouette samples it and the
-        ground alternately (pixel quantisation) and would otherwise put false contacts behind it.
+        A run bottom is a contact when the samples below it in the neighbouring columns are not
+        vertical either: a column that grazes an object's silhouette samples it and the ground
+        alternately (pixel quantisation) and would otherwise put false contacts behind it. The
+        lowest bottom of a column is a contact anyway when its run is at least two samples tall
+        (the true bottom of a grazing column, or of an object whose bottom contour is steep in
+        the image, such as a wall receding from the camera).
         """
         open_below = np.ones_like(vertical)
         open_below[:-1] = ~vertical[1:]
@@ -239,7 +243,15 @@ class GroundProjector:
         rows = bottoms.shape[0]
         lowest = rows - 1 - np.argmax(bottoms[::-1], axis=0)
         cols = np.flatnonzero(bottoms[lowest, np.arange(bottoms.shape[1])])
-        contact[lowest[cols], cols] = True
+        rows_at = lowest[cols]
+        keep = vertical[np.maximum(rows_at - 1, 0), cols] & (rows_at > 0)
+        last = bottoms.shape[1] - 1
+        for side in (np.maximum(cols - 1, 0), np.minimum(cols + 1, last)):
+            beside = np.zeros(cols.size, dtype=bool)
+            for k in range(_SIDE_ROWS + 1):
+                beside |= vertical[np.maximum(rows_at - k, 0), side]
+            keep &= beside
+        contact[rows_at[keep], cols[keep]] = True
         return contact
 
     def project(self, labels: np.ndarray) -> FrameGrid:
@@ -253,11 +265,18 @@ class GroundProjector:
         level = self.labels.levels[samples]
         vertical = self.labels.vertical[samples]
         contact = self._contacts(vertical)
+        # A sample reads the label of its nearest pixel, half a pixel off its own ray at most:
+        # next to an object a "ground" sample's ray may be hidden. Occlusion is therefore
+        # widened by one sample sideways and upwards (never downwards: the ground in front).
+        occluded = vertical.copy()
+        occluded[:, 1:] |= vertical[:, :-1]
+        occluded[:, :-1] |= vertical[:, 1:]
+        occluded[:-1] |= vertical[1:]
         if self.column_occlusion:
             nearest = np.where(contact, t.contact_dist, np.float32(np.inf)).min(axis=0)
-            occluded = vertical | (t.row_dist > nearest)
-        else:
-            occluded = vertical
+            nearest[1:] = np.minimum(nearest[1:], nearest[:-1].copy())
+            nearest[:-1] = np.minimum(nearest[:-1], nearest[1:].copy())
+            occluded |= t.row_dist > nearest
         seen = np.where(occluded, np.uint8(OCCLUDED), level).ravel()
         keys = t.sample_key + seen[t.sample_index]
         contact_samples = np.flatnonzero(contact)
