@@ -3,13 +3,14 @@
 Wiring only; the work lives in plain modules (:mod:`.projection`, :mod:`.categories`,
 :mod:`.fusion`, :mod:`.params`, :mod:`.messages`).
 
-Fail-safe policy: the grid is never FREE without fresh evidence. Until SegmentationInfo and
-CameraInfo are known, every label frame yields an all-unknown grid. Labels older than
-``stale_timeout`` on arrival are rejected; when no labels were accepted for ``stale_timeout``
-the watchdog publishes an all-unknown grid every ``watchdog_period`` (or nothing, with
-``stale_action: silent``) and /diagnostics reports ERROR. Bad inputs (encoding, size
-mismatch, unusable calibration) are counted by reason, logged (throttled) and skipped.
-Invalid parameters: one clear error and exit status 2.
+Fail-safe policy: the grid is never FREE without fresh evidence. A label frame is accepted
+only when SegmentationInfo and CameraInfo are known, it decodes, its size matches both, it is
+younger than ``stale_timeout`` and (with ``use_odom``) odometry covers its stamp; anything else
+is rejected, counted by reason in /diagnostics and logged (throttled), and the node goes on.
+When no frame was accepted for ``stale_timeout`` (also from the start) the watchdog drops the
+fused evidence, publishes an all-unknown grid every ``watchdog_period`` (or nothing, with
+``stale_action: silent``) and /diagnostics reports ERROR. Invalid parameters: one clear error
+and exit status 2.
 """
 
 from __future__ import annotations
@@ -181,8 +182,6 @@ class CostmapNode(Node):
             self._reject(exc.reason, str(exc))
             return
         if projector is None:
-            self._publish_unknown(msg.header.stamp)
-            self._last_accepted = self._now()
             return
         t0 = time.perf_counter()
         values = projector.project(labels).values
@@ -210,11 +209,14 @@ class CostmapNode(Node):
     def _projector_for(self, shape: tuple[int, int]) -> GroundProjector | None:
         """The projector for this label size; None while info or camera_info is missing."""
         info, cam = self._info, self._camera_info
-        if info is None or cam is None:
-            missing = "SegmentationInfo" if info is None else "camera_info"
-            self._last_problem = f"no {missing} yet: publishing unknown"
-            self.get_logger().warning(f"no {missing} yet: publishing an all-unknown grid",
-                                      throttle_duration_sec=LOG_THROTTLE_S)
+        if info is None:
+            self._reject("no_segmentation_info", f"no SegmentationInfo on "
+                         f"{self.config.info_topic} yet (transient-local, published by the "
+                         f"segmentation node): grid stays unknown")
+            return None
+        if cam is None:
+            self._reject("no_camera_info", f"no CameraInfo on {self.config.camera_info_topic} "
+                         f"yet: grid stays unknown")
             return None
         h, w = shape
         if (info.height, info.width) != (h, w) and info.height and info.width:
@@ -265,8 +267,13 @@ class CostmapNode(Node):
                 or self._now() - self._last_accepted > self.config.stale_timeout)
 
     def _watchdog(self) -> None:
-        """Fail-safe: all-unknown grid while no labels are accepted."""
-        if self._stale() and self.config.stale_action == "unknown":
+        """Fail-safe: all-unknown grid while no labels are accepted; fused evidence is
+        dropped (perception that stopped is not trusted when it comes back)."""
+        if not self._stale():
+            return
+        if self._evidence is not None:
+            self._evidence.clear()
+        if self.config.stale_action == "unknown":
             self._stale_published += 1
             self._publish_unknown(self.get_clock().now().to_msg())
 
@@ -282,7 +289,8 @@ class CostmapNode(Node):
                      else f"{self._now() - self._last_accepted:.2f} s ago")
             level = DiagnosticStatus.ERROR
             message = (f"stale: no labels accepted for > {c.stale_timeout} s (last {since}); "
-                       f"grid is unknown")
+                       f"grid is unknown" + (f"; {self._last_problem}" if self._last_problem
+                                             else ""))
         elif self._info is None or self._camera_info is None:
             level, message = DiagnosticStatus.ERROR, self._last_problem or "not calibrated"
         elif new_rejected:

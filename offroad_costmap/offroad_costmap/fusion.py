@@ -93,6 +93,11 @@ class EvidenceGrid:
         self.stamps = np.full((self.n, self.n), -np.inf)
         self.origin: tuple[int, int] | None = None   # store cell (0, 0) in odom cells
 
+    def clear(self) -> None:
+        """Forget all evidence."""
+        self.values.fill(-1)
+        self.stamps.fill(-np.inf)
+
     def _recentre(self, pose: Pose2D) -> None:
         """Move the store so the robot is at its centre; cells that leave it are forgotten."""
         r = self.frame.resolution
