@@ -15,6 +15,7 @@ and exit status 2.
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from collections import Counter
@@ -25,6 +26,7 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from nav_msgs.msg import OccupancyGrid, Odometry
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -71,10 +73,7 @@ class CostmapNode(Node):
     def __init__(self, **kwargs: Any) -> None:
         """Declare and validate every parameter (one block), create the ROS entities."""
         super().__init__(NODE_NAME, **kwargs)
-        for spec in PARAMETERS:
-            self.declare_parameter(spec.name, spec.default, _descriptor(spec))
-        self.config: CostmapConfig = validate(
-            {s.name: self.get_parameter(s.name).value for s in PARAMETERS})
+        self.config: CostmapConfig = self._declare_and_validate()
         c = self.config
         self._info: SegmentationInfo | None = None
         self._label_table: LabelTable | None = None
@@ -86,6 +85,7 @@ class CostmapNode(Node):
         self._last_accepted: float | None = None
         self._last_pose: Pose2D | None = None
         self._rejected: Counter[str] = Counter()
+        self._logged_at: dict[str, float] = {}
         self._accepted = 0
         self._accepted_at_diag = 0
         self._rejected_at_diag = 0
@@ -120,16 +120,39 @@ class CostmapNode(Node):
             f"{c.output_frame}; camera at {c.pose}; fusion {'on' if c.fusion else 'off'}; "
             f"stale_timeout {c.stale_timeout} s ({c.stale_action})")
 
+    def _declare_and_validate(self) -> CostmapConfig:
+        """Declare every parameter; raise one ConfigError listing every problem (rclpy's
+        type/range refusals and :func:`validate`'s checks of the declared values)."""
+        refused = []
+        for spec in PARAMETERS:
+            try:
+                self.declare_parameter(spec.name, spec.default, _descriptor(spec))
+            except ParameterException as exc:
+                refused.append(f"{spec.name}: {exc}")
+        values = {s.name: self.get_parameter(s.name).value for s in PARAMETERS
+                  if self.has_parameter(s.name)}
+        try:
+            config = validate(values)
+        except ConfigError as exc:
+            refused.append(str(exc).removeprefix("invalid parameters: "))
+        if refused:
+            raise ConfigError("invalid parameters: " + "; ".join(refused))
+        return config
+
     # ------------------------------------------------------------------ helpers
     def _now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
 
     def _reject(self, reason: str, message: str) -> None:
-        """Count and log (throttled) a rejected input."""
+        """Count a rejected input; log it at most once per LOG_THROTTLE_S for each reason
+        (one throttle per reason: a frequent problem must not hide a different one)."""
         self._rejected[reason] += 1
         self._last_problem = f"{reason}: {message}"
-        self.get_logger().error(f"rejected labels ({reason}): {message}",
-                                throttle_duration_sec=LOG_THROTTLE_S)
+        now = time.monotonic()
+        if now - self._logged_at.get(reason, -math.inf) >= LOG_THROTTLE_S:
+            self._logged_at[reason] = now
+            self.get_logger().error(f"rejected labels ({reason}, {self._rejected[reason]} so "
+                                    f"far): {message}")
 
     def _output_frame(self) -> str:
         c = self.config
@@ -334,8 +357,8 @@ def main(args: list[str] | None = None) -> int:
     try:
         try:
             node = CostmapNode()
-        except (ConfigError, Exception) as exc:  # also rclpy's declaration errors (type/range)
-            print(f"[{NODE_NAME}] invalid parameters: {exc}", file=sys.stderr)
+        except ConfigError as exc:
+            print(f"[{NODE_NAME}] {exc}", file=sys.stderr)
             return EXIT_CONFIG_ERROR
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):

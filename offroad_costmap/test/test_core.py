@@ -1,9 +1,11 @@
 """Pure modules of offroad_costmap: categories, parameters, fusion, messages."""
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from builtin_interfaces.msg import Time
 from sensor_msgs.msg import CameraInfo, Image
 
@@ -241,3 +243,35 @@ def test_grid_cloud_and_debug_image_messages():
     assert tuple(rgb[2, 1]) == (90, 90, 90)
     assert tuple(rgb[0, 1]) == (255, 255, 0) and tuple(rgb[2, 0]) == (255, 0, 0)
     assert stamp_seconds(stamp) == pytest.approx(12.000000345)
+
+
+# ------------------------------------------------------------------ shipped configuration
+
+CONFIG = Path(__file__).parents[1] / "config"
+
+
+def test_params_file_lists_every_parameter_with_its_default():
+    params = yaml.safe_load((CONFIG / "costmap.yaml").read_text())
+    values = params["offroad_costmap"]["ros__parameters"]
+    assert set(values) == {s.name for s in PARAMETERS}
+    for spec in PARAMETERS:
+        assert values[spec.name] == spec.default, spec.name
+    validate(values)
+
+
+def test_nav2_example_reads_our_grid_correctly():
+    costmap = yaml.safe_load((CONFIG / "nav2_local_costmap.yaml").read_text())
+    params = costmap["local_costmap"]["local_costmap"]["ros__parameters"]
+    defaults = {s.name: s.default for s in PARAMETERS}
+    assert params["track_unknown_space"] is True and params["trinary_costmap"] is False
+    assert params["unknown_cost_value"] == -1 and params["lethal_cost_threshold"] == 100
+    assert params["resolution"] == defaults["resolution"]
+    layer = params[params["plugins"][0]]
+    assert layer["plugin"] == "nav2_costmap_2d::StaticLayer"
+    assert layer["map_topic"] == defaults["grid_topic"]
+    assert layer["map_subscribe_transient_local"] is True
+    source = params["offroad_obstacles"][params["offroad_obstacles"]["observation_sources"]]
+    assert source["topic"] == defaults["obstacles_topic"]
+    assert source["data_type"] == "PointCloud2"
+    assert (source["min_obstacle_height"] < defaults["obstacle_point_height"]
+            < source["max_obstacle_height"])
