@@ -1,0 +1,1 @@
+"""Deployment chain: ONNX export, QDQ quantisation, QNN context binary, report, AI Hub."""
