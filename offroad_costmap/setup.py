@@ -25,5 +25,9 @@ setup(
         "console_scripts": [
             "costmap_node = offroad_costmap.costmap_node:main",
         ],
+        # `offroad evaluate-bag` (offroad_training.cli loads this group; no ROS import there).
+        "offroad.commands": [
+            "evaluate-bag = offroad_costmap.bag_evaluation:register",
+        ],
     },
 )

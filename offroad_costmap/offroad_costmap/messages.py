@@ -89,9 +89,9 @@ def obstacle_cloud(values: np.ndarray, geometry: GridGeometry, lethal: int, heig
     return msg
 
 
-def debug_image(values: np.ndarray, frame_id: str, stamp: Time) -> Image:
-    """rgb8 picture of a grid, forward (+x) up and left (+y) left: unknown grey, 0 green,
-    50 yellow, 100 red."""
+def grid_picture(values: np.ndarray) -> np.ndarray:
+    """rgb8 picture (uint8 (nx, ny, 3)) of a grid, forward (+x) up and left (+y) left:
+    unknown grey, 0 green, 50 yellow, 100 red."""
     v = values.astype(np.float32)
     rgb = np.empty((*values.shape, 3), dtype=np.uint8)
     a = np.clip(v / 100.0, 0.0, 1.0)
@@ -99,7 +99,12 @@ def debug_image(values: np.ndarray, frame_id: str, stamp: Time) -> Image:
     rgb[..., 1] = (255 * np.minimum(1.0, 2 * (1 - a))).astype(np.uint8)
     rgb[..., 2] = 0
     rgb[values < 0] = (90, 90, 90)
-    picture = np.ascontiguousarray(rgb.transpose(1, 0, 2)[::-1, ::-1])
+    return np.ascontiguousarray(rgb.transpose(1, 0, 2)[::-1, ::-1])
+
+
+def debug_image(values: np.ndarray, frame_id: str, stamp: Time) -> Image:
+    """rgb8 Image of :func:`grid_picture`."""
+    picture = grid_picture(values)
     msg = Image()
     msg.header = Header(stamp=stamp, frame_id=frame_id)
     msg.height, msg.width = picture.shape[:2]
