@@ -69,10 +69,14 @@ def run_train(args: argparse.Namespace) -> int:
 
 def run_eval(args: argparse.Namespace) -> int:
     """Entry point of ``offroad eval``."""
-    from offroad_training.data.unified import UnifiedDataset
+    from offroad_training.data.unified import DatasetError, UnifiedDataset
     from offroad_training.evaluation import EvaluationError, evaluate
 
-    dataset = UnifiedDataset(args.data, args.split)
+    try:
+        dataset = UnifiedDataset(args.data, args.split)
+    except DatasetError as exc:
+        print(f"offroad eval: {exc}", file=sys.stderr)
+        return 2
     if args.onnx is not None:
         from offroad_training.engine import EngineError, InferenceEngine
 
@@ -110,7 +114,7 @@ def run_eval(args: argparse.Namespace) -> int:
     try:
         result = evaluate(predict, dataset, limit=args.limit, height=height, width=width,
                           progress=True)
-    except EvaluationError as exc:
+    except (EvaluationError, DatasetError) as exc:
         print(f"offroad eval: {exc}", file=sys.stderr)
         return 2
     print(result.table())
