@@ -1,0 +1,500 @@
+"""Ray-cast renderer: one ray per pixel centre through :class:`offroad_training.camera.Camera`
+(intrinsics, mounting pose, distortion), exact labels, photo-like RGB, and the top-down
+ground-truth class map of the frame.
+
+Per pixel the ray from the camera centre is intersected with the ground plane z = 0 and with
+every obstacle prism (side and top cap, z in [0, height]); the nearest hit wins. No hit is sky.
+The label of a pixel is the class at the hit point; the ground class comes from
+:meth:`SyntheticWorld.ground_class` at the exact hit point, so a below-horizon ground pixel
+re-projected with ``Camera.pixels_to_ground`` lands in a top-down cell of the same class (away
+from borders, where the cell centre and the hit point may fall on different sides).
+
+Top-down map axes (same as ``nav_msgs/OccupancyGrid`` and ``offroad_costmap.grid``): frame
+``base_link`` of the frame's robot pose; ``classes[row, col]``, column index grows with +x
+(forward), row index grows with +y (left); ``(origin_x, origin_y)`` is the outer corner of cell
+(row 0, col 0), so cell (row, col) covers x in [origin_x + col*res, origin_x + (col+1)*res) and
+y in [origin_y + row*res, origin_y + (row+1)*res). Values are class ids 0..6 (ground classes,
+obstacle and dynamic footprints); 255 means unknown (not produced by the current world, whose
+ground is defined everywhere; reserved for consumers that mask unseen cells).
+
+Randomness: the world (geometry, colours, light) comes from the world's seed; ``seed`` of
+:func:`render_frame` drives per-frame photometric variation (exposure jitter, white balance,
+blur, sensor noise). Same world + camera + pose + time + seed -> identical arrays.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from offroad_training.camera import Camera, CameraIntrinsics, CameraPose
+from offroad_training.ontology import IGNORE_INDEX
+from offroad_training.synth.world import (
+    DYNAMIC,
+    SHADOW_RESOLUTION,
+    SKY,
+    TEXTURE_SIZE,
+    Obstacle,
+    SyntheticWorld,
+)
+
+UNKNOWN = IGNORE_INDEX
+DEFAULT_CAMERA_HFOV_DEG = 90.0
+
+
+def default_camera(width: int = 640, height: int = 544, hfov_deg: float = DEFAULT_CAMERA_HFOV_DEG,
+                   z: float = 1.0, pitch_deg: float = 12.0) -> Camera:
+    """The robot's forward camera: ``hfov_deg`` horizontal FOV, ``z`` m above the ground, 0.3 m
+    ahead of ``base_link``, pitched down ``pitch_deg`` (undistorted, centred principal point)."""
+    return Camera(CameraIntrinsics.from_fov(width, height, hfov_deg),
+                  CameraPose(x=0.3, y=0.0, z=z, roll=0.0, pitch=math.radians(pitch_deg), yaw=0.0))
+
+
+@dataclass(frozen=True)
+class TopDownSpec:
+    """Extent and resolution of a top-down map in ``base_link`` (metres)."""
+
+    resolution: float = 0.05
+    origin_x: float = -2.0
+    origin_y: float = -16.0
+    size_x: float = 32.0
+    size_y: float = 32.0
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(rows along y, columns along x)."""
+        return round(self.size_y / self.resolution), round(self.size_x / self.resolution)
+
+
+@dataclass(frozen=True)
+class TopDownMap:
+    """Ground-truth class map of a frame in its ``base_link`` (axes: module docstring)."""
+
+    classes: np.ndarray
+    resolution: float
+    origin_x: float
+    origin_y: float
+    frame_id: str = "base_link"
+
+    def cell_of(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(row, col, inside) of base_link points; row/col are clipped where outside."""
+        col = np.floor((np.asarray(x) - self.origin_x) / self.resolution)
+        row = np.floor((np.asarray(y) - self.origin_y) / self.resolution)
+        ny, nx = self.classes.shape
+        with np.errstate(invalid="ignore"):
+            inside = (col >= 0) & (col < nx) & (row >= 0) & (row < ny)
+        col = np.where(inside, col, 0).astype(np.int64)
+        row = np.where(inside, row, 0).astype(np.int64)
+        return row, col, inside
+
+    def lookup(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Class at base_link points; 255 outside the map or for NaN."""
+        row, col, inside = self.cell_of(x, y)
+        return np.where(inside, self.classes[row, col], UNKNOWN).astype(np.uint8)
+
+    def cell_centres(self) -> tuple[np.ndarray, np.ndarray]:
+        """(ny, nx) arrays of cell-centre x and y in base_link."""
+        ny, nx = self.classes.shape
+        xs = self.origin_x + (np.arange(nx) + 0.5) * self.resolution
+        ys = self.origin_y + (np.arange(ny) + 0.5) * self.resolution
+        return np.meshgrid(xs, ys)
+
+    def meta(self) -> dict:
+        """JSON-ready description (resolution, origin, size, axis order)."""
+        ny, nx = self.classes.shape
+        return {"frame_id": self.frame_id, "resolution": self.resolution,
+                "origin_x": self.origin_x, "origin_y": self.origin_y, "width": nx,
+                "height": ny, "axes": "classes[row, col]: col along +x (forward), row along +y "
+                "(left); origin = outer corner of cell (0, 0) in base_link; as "
+                "nav_msgs/OccupancyGrid", "unknown": UNKNOWN}
+
+
+@dataclass(frozen=True)
+class SyntheticFrame:
+    """One rendered frame: image, exact labels, top-down ground truth and how it was made.
+
+    ``instances`` is the index into ``world.obstacles`` hit by each pixel (-1: ground or sky);
+    ``depth`` is the ray length (m) to the hit (inf for sky).
+    """
+
+    rgb: np.ndarray
+    labels: np.ndarray
+    topdown: TopDownMap
+    camera: Camera
+    robot_pose: tuple[float, float, float]
+    time: float
+    instances: np.ndarray
+    depth: np.ndarray
+    world_seed: int
+    seed: int
+
+
+class _Rays:
+    """Per-camera cache: base_link unit rays per pixel and the normalised image extent."""
+
+    def __init__(self, camera: Camera) -> None:
+        intr = camera.intrinsics
+        h, w = intr.height, intr.width
+        optical = intr.pixel_rays_optical(intr.pixel_grid())
+        base = optical @ camera.pose.rotation_optical.T
+        self.dx = base[:, 0].reshape(h, w).astype(np.float32)
+        self.dy = base[:, 1].reshape(h, w).astype(np.float32)
+        self.dz = base[:, 2].reshape(h, w).astype(np.float32)
+        xn, yn = optical[:, 0] / optical[:, 2], optical[:, 1] / optical[:, 2]
+        self.norm_box = (float(xn.min()), float(xn.max()), float(yn.min()), float(yn.max()))
+        u = (np.arange(w, dtype=np.float32) - intr.cx) / (w / 2)
+        v = (np.arange(h, dtype=np.float32) - intr.cy) / (w / 2)
+        self.vignette = (1.0 - 0.22 * (u[None, :] ** 2 + v[:, None] ** 2)).astype(np.float32)
+
+
+_RAY_CACHE: OrderedDict[Camera, _Rays] = OrderedDict()
+
+
+def _rays(camera: Camera) -> _Rays:
+    rays = _RAY_CACHE.get(camera)
+    if rays is None:
+        rays = _Rays(camera)
+        _RAY_CACHE[camera] = rays
+        while len(_RAY_CACHE) > 4:
+            _RAY_CACHE.popitem(last=False)
+    _RAY_CACHE.move_to_end(camera)
+    return rays
+
+
+DEFAULT_TOPDOWN = TopDownSpec()
+
+
+def render_frame(world: SyntheticWorld, camera: Camera, seed: int = 0,
+                 robot_pose: tuple[float, float, float] = (0.0, 0.0, 0.0), time: float = 0.0,
+                 topdown: TopDownSpec | None = DEFAULT_TOPDOWN) -> SyntheticFrame:
+    """Render ``world`` through ``camera`` mounted on a robot at ``robot_pose`` (x, y, yaw in
+    the world/odom frame) at ``time`` s. ``topdown=None`` skips the top-down map (an empty map
+    is returned)."""
+    rays = _rays(camera)
+    h, w = rays.dx.shape
+    rx, ry, ryaw = (float(v) for v in robot_pose)
+    c, s = math.cos(ryaw), math.sin(ryaw)
+    dx = c * rays.dx - s * rays.dy
+    dy = s * rays.dx + c * rays.dy
+    dz = rays.dz
+    cam = camera.pose.translation
+    origin = np.array([rx + c * cam[0] - s * cam[1], ry + s * cam[0] + c * cam[1], cam[2]])
+    if origin[2] <= 0:
+        raise ValueError(f"camera height {origin[2]:.3f} m must be above the ground (z > 0)")
+
+    down = dz < -1e-6
+    depth = np.full((h, w), np.inf, dtype=np.float32)
+    depth[down] = np.float32(-origin[2]) / dz[down]
+    instances = np.full((h, w), -1, dtype=np.int32)
+    obstacles = world.obstacles_at(time)
+    boxes = _obstacle_boxes(obstacles, camera, rays, (rx, ry, ryaw))
+    for k, (v0, v1, u0, u1) in boxes:
+        t = _hit(obstacles[k], origin, dx[v0:v1, u0:u1], dy[v0:v1, u0:u1], dz[v0:v1, u0:u1])
+        view_t, view_i = depth[v0:v1, u0:u1], instances[v0:v1, u0:u1]
+        closer = t < view_t
+        view_t[closer] = t[closer]
+        view_i[closer] = k
+
+    labels = np.full((h, w), SKY, dtype=np.uint8)
+    rgb = np.zeros((h, w, 3), dtype=np.float32)
+    app = world.appearance
+    tex = _TexSampler(world.texture)
+
+    ground = (instances < 0) & np.isfinite(depth)
+    t = depth[ground]
+    gdx, gdy, gdz = dx[ground], dy[ground], dz[ground]
+    gx = origin[0] + t * gdx
+    gy = origin[1] + t * gdy
+    gcls = world.ground_class(gx, gy)
+    labels[ground] = gcls
+    rgb[ground] = _shade_ground(world, tex, gcls, gx, gy, t, gdx, gdy, gdz)
+
+    sky = ~np.isfinite(depth)
+    rgb[sky] = _sky(app, tex, dx[sky], dy[sky], dz[sky])
+
+    for k, (v0, v1, u0, u1) in boxes:
+        mine = instances[v0:v1, u0:u1] == k
+        if not mine.any():
+            continue
+        o = obstacles[k]
+        labels[v0:v1, u0:u1][mine] = o.cls
+        t = depth[v0:v1, u0:u1][mine]
+        odx, ody = dx[v0:v1, u0:u1][mine], dy[v0:v1, u0:u1][mine]
+        odz = dz[v0:v1, u0:u1][mine]
+        hit = (origin[0] + t * odx, origin[1] + t * ody, origin[2] + t * odz)
+        rgb[v0:v1, u0:u1][mine] = _shade_obstacle(app, tex, o, hit, t)
+
+    image = _photograph(rgb, rays, app, seed, world.seed)
+    top = _topdown(world, topdown, (rx, ry, ryaw), time)
+    return SyntheticFrame(image, labels, top, camera, (rx, ry, ryaw), float(time), instances,
+                          depth, world.seed, int(seed))
+
+
+def render_topdown(world: SyntheticWorld, robot_pose: tuple[float, float, float],
+                   time: float = 0.0, spec: TopDownSpec = DEFAULT_TOPDOWN) -> TopDownMap:
+    """The top-down ground-truth class map around a robot pose (no rendering)."""
+    return _topdown(world, spec, tuple(float(v) for v in robot_pose), time)
+
+
+def _topdown(world: SyntheticWorld, spec: TopDownSpec | None,
+             pose: tuple[float, float, float], time: float) -> TopDownMap:
+    if spec is None:
+        return TopDownMap(np.zeros((0, 0), np.uint8), DEFAULT_TOPDOWN.resolution, 0.0, 0.0)
+    ny, nx = spec.shape
+    xs = spec.origin_x + (np.arange(nx) + 0.5) * spec.resolution
+    ys = spec.origin_y + (np.arange(ny) + 0.5) * spec.resolution
+    bx, by = np.meshgrid(xs, ys)
+    c, s = math.cos(pose[2]), math.sin(pose[2])
+    wx = pose[0] + c * bx - s * by
+    wy = pose[1] + s * bx + c * by
+    classes = world.obstacle_class_map(wx, wy, time).reshape(ny, nx)
+    return TopDownMap(classes, spec.resolution, spec.origin_x, spec.origin_y)
+
+
+# ---------------------------------------------------------------------- geometry
+def _obstacle_boxes(obstacles: tuple[Obstacle, ...], camera: Camera, rays: _Rays,
+                    pose: tuple[float, float, float], max_range: float = 150.0
+                    ) -> list[tuple[int, tuple[int, int, int, int]]]:
+    """Pixel bounding boxes (v0, v1, u0, u1) of obstacles that may be visible."""
+    if not obstacles:
+        return []
+    intr = camera.intrinsics
+    rx, ry, ryaw = pose
+    c, s = math.cos(ryaw), math.sin(ryaw)
+    out = []
+    xlo, xhi, ylo, yhi = rays.norm_box
+    rot = camera.pose.rotation_optical
+    cam_t = camera.pose.translation
+    for k, o in enumerate(obstacles):
+        # Obstacle centre in base_link; cull far ones.
+        bx = c * (o.x - rx) + s * (o.y - ry)
+        by = -s * (o.x - rx) + c * (o.y - ry)
+        if math.hypot(bx - cam_t[0], by - cam_t[1]) > max_range + o.bounding_radius:
+            continue
+        outline = o.outline(16)
+        lx = c * (outline[:, 0] - rx) + s * (outline[:, 1] - ry)
+        ly = -s * (outline[:, 0] - rx) + c * (outline[:, 1] - ry)
+        pts = np.concatenate([np.stack([lx, ly, np.zeros_like(lx)], 1),
+                              np.stack([lx, ly, np.full_like(lx, o.height)], 1)])
+        opt = (pts - cam_t) @ rot
+        z = opt[:, 2]
+        if (z <= 1e-6).all():
+            continue
+        if (z <= 1e-6).any():
+            out.append((k, (0, intr.height, 0, intr.width)))
+            continue
+        xn, yn = opt[:, 0] / z, opt[:, 1] / z
+        x0, x1 = max(xn.min(), xlo - 1e-3), min(xn.max(), xhi + 1e-3)
+        y0, y1 = max(yn.min(), ylo - 1e-3), min(yn.max(), yhi + 1e-3)
+        if x0 > x1 or y0 > y1:
+            continue
+        edge = np.linspace(0.0, 1.0, 17)
+        ex = np.concatenate([x0 + (x1 - x0) * edge, np.full(17, x1),
+                             x0 + (x1 - x0) * edge, np.full(17, x0)])
+        ey = np.concatenate([np.full(17, y0), y0 + (y1 - y0) * edge,
+                             np.full(17, y1), y0 + (y1 - y0) * edge])
+        uv, _ = intr.project_optical(np.stack([ex, ey, np.ones_like(ex)], 1))
+        u0 = max(0, math.floor(uv[:, 0].min()) - 2)
+        u1 = min(intr.width, math.ceil(uv[:, 0].max()) + 3)
+        v0 = max(0, math.floor(uv[:, 1].min()) - 2)
+        v1 = min(intr.height, math.ceil(uv[:, 1].max()) + 3)
+        if u0 < u1 and v0 < v1:
+            out.append((k, (v0, v1, u0, u1)))
+    return out
+
+
+def _hit(o: Obstacle, origin: np.ndarray, dx: np.ndarray, dy: np.ndarray, dz: np.ndarray
+         ) -> np.ndarray:
+    """Ray length to the first hit with the prism (side or top cap, 0 <= z <= height); inf if
+    none or if the camera is inside it."""
+    ox, oy, oz = (float(v) for v in origin)
+    px, py = ox - o.x, oy - o.y
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if o.is_cylinder:
+            a = dx * dx + dy * dy
+            b = 2.0 * (px * dx + py * dy)
+            cc = px * px + py * py - o.radius * o.radius
+            disc = b * b - 4.0 * a * cc
+            sq = np.sqrt(np.maximum(disc, 0.0))
+            inv = 0.5 / np.maximum(a, 1e-12)
+            t0 = np.where(disc >= 0, (-b - sq) * inv, np.inf)
+            t1 = np.where(disc >= 0, (-b + sq) * inv, -np.inf)
+        else:
+            c, s = math.cos(o.yaw), math.sin(o.yaw)
+            lx0, ly0 = c * px + s * py, -s * px + c * py
+            ldx, ldy = c * dx + s * dy, -s * dx + c * dy
+            t0 = np.full(dx.shape, -np.inf, np.float32)
+            t1 = np.full(dx.shape, np.inf, np.float32)
+            for p, d, half in ((lx0, ldx, o.half_x), (ly0, ldy, o.half_y)):
+                safe = np.where(np.abs(d) > 1e-12, d, 1e-12)
+                ta, tb = (-half - p) / safe, (half - p) / safe
+                t0 = np.maximum(t0, np.minimum(ta, tb))
+                t1 = np.minimum(t1, np.maximum(ta, tb))
+        safe_z = np.where(np.abs(dz) > 1e-12, dz, 1e-12)
+        za, zb = (0.0 - oz) / safe_z, (o.height - oz) / safe_z
+        t0 = np.maximum(t0, np.minimum(za, zb))
+        t1 = np.minimum(t1, np.maximum(za, zb))
+    ok = (t0 <= t1) & (t0 > 0)
+    return np.where(ok, t0, np.inf).astype(np.float32)
+
+
+# ---------------------------------------------------------------------- appearance
+class _TexSampler:
+    """Nearest-neighbour lookups into the world's tileable texture channels."""
+
+    def __init__(self, texture: np.ndarray) -> None:
+        self.channels = [np.ascontiguousarray(texture[..., i]) for i in range(3)]
+
+    def __call__(self, channel: int, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+        mask = TEXTURE_SIZE - 1
+        iu = np.floor(u).astype(np.int64) & mask
+        iv = np.floor(v).astype(np.int64) & mask
+        return self.channels[channel][iv, iu]
+
+
+_GROUND_ROW = np.array([0, 1, 2, 0, 3, 0, 0], dtype=np.int64)  # class id -> appearance row
+
+
+def _shade_ground(world: SyntheticWorld, tex: _TexSampler, cls: np.ndarray, x: np.ndarray,
+                  y: np.ndarray, t: np.ndarray, dx: np.ndarray, dy: np.ndarray, dz: np.ndarray
+                  ) -> np.ndarray:
+    app = world.appearance
+    row = _GROUND_ROW[cls]
+    fade_fine = 1.0 / (1.0 + (t / 9.0) ** 2)
+    fade_mid = 1.0 / (1.0 + (t / 45.0) ** 2)
+    fine = tex(0, x * 50.0, y * 50.0) * fade_fine
+    mid = tex(1, x * 9.0 + 100.0, y * 9.0) * fade_mid
+    coarse = tex(2, x * 1.5, y * 1.5 + 200.0)
+    mix = (1.0 / (1.0 + np.exp(-2.0 * coarse)))[:, None]
+    base = app.ground_rgb[row] * (1.0 - mix) + app.ground_rgb2[row] * mix
+    amp = app.texture_amp[row]
+    # Vegetation gets blade-like streaks across the view direction, rough ground speckle.
+    is_veg = row == 2
+    streak = np.where(is_veg, tex(0, x * 140.0, y * 20.0) * fade_fine * 0.6, 0.0)
+    bright = np.clip(1.0 + amp * (fine + 0.6 * mid) + streak * amp, 0.15, 2.5)
+    col = base * bright[:, None]
+    shadow = _shadow_lookup(world, x, y)
+    light = app.ambient + app.sun_rgb * (app.sun_dir[2] * shadow)[:, None]
+    col = col * light
+    water = row == 3
+    if water.any():
+        ripple = app.water_ripple * (tex(1, x[water] * 20.0, y[water] * 6.0)
+                                     + 0.5 * tex(0, x[water] * 60.0, y[water] * 60.0))
+        rz = np.clip(-dz[water] + ripple, 0.005, 1.0)
+        refl = _sky(app, tex, dx[water], dy[water], rz)
+        cosi = np.clip(rz, 0.0, 1.0)
+        fresnel = (0.02 + 0.98 * (1.0 - cosi) ** 5)[:, None]
+        murky = app.ground_rgb[3] * (app.ambient + 0.5 * app.sun_rgb * app.sun_dir[2])
+        col[water] = murky * (1.0 - fresnel) + refl * fresnel
+    return _haze(app, col, t)
+
+
+def _shadow_lookup(world: SyntheticWorld, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    ny, nx = world.shadow.shape
+    ix = np.clip(((x - world.x_min) / SHADOW_RESOLUTION).astype(np.int64), 0, nx - 1)
+    iy = np.clip(((y - world.y_min) / SHADOW_RESOLUTION).astype(np.int64), 0, ny - 1)
+    return world.shadow[iy, ix]
+
+
+def _haze(app, col: np.ndarray, t: np.ndarray) -> np.ndarray:
+    fog = (1.0 - np.exp(-t / app.haze_distance))[:, None]
+    return col * (1.0 - fog) + app.horizon_rgb * fog
+
+
+def _sky(app, tex: _TexSampler, dx: np.ndarray, dy: np.ndarray, dz: np.ndarray) -> np.ndarray:
+    e = np.clip(dz, 0.0, 1.0)
+    grad = (e ** 0.45)[:, None]
+    col = app.horizon_rgb * (1.0 - grad) + app.zenith_rgb * grad
+    den = e + 0.06
+    cu, cv = dx / den * 25.0, dy / den * 25.0
+    density = tex(2, cu, cv) + 0.4 * tex(1, cu * 3.0, cv * 3.0)
+    threshold = 1.2 - 2.4 * app.cloud_cover
+    cloud = (np.clip((density - threshold) * 1.2, 0.0, 1.0) * np.clip(e * 8.0, 0.0, 1.0))
+    shade = (1.0 - 0.35 * np.clip(density - threshold - 0.5, 0.0, 1.0))[:, None]
+    col = col * (1.0 - cloud[:, None]) + app.cloud_rgb * shade * cloud[:, None]
+    sd = app.sun_dir
+    cs = np.maximum(dx * sd[0] + dy * sd[1] + dz * sd[2], 0.0)
+    col = col + app.sun_rgb * (3.0 * cs ** 400 + 0.12 * cs ** 8)[:, None]
+    return col
+
+
+def _shade_obstacle(app, tex: _TexSampler, o: Obstacle, hit: tuple, t: np.ndarray
+                    ) -> np.ndarray:
+    hx, hy, hz = hit
+    n = len(t)
+    top = hz >= o.height - 1e-3
+    if o.is_cylinder:
+        nx, ny = (hx - o.x) / o.radius, (hy - o.y) / o.radius
+        u = np.arctan2(ny, nx) * o.radius
+    else:
+        c, s = math.cos(o.yaw), math.sin(o.yaw)
+        lx, ly = c * (hx - o.x) + s * (hy - o.y), -s * (hx - o.x) + c * (hy - o.y)
+        xface = np.abs(lx) / o.half_x > np.abs(ly) / o.half_y
+        lnx = np.where(xface, np.sign(lx), 0.0)
+        lny = np.where(xface, 0.0, np.sign(ly))
+        nx, ny = c * lnx - s * lny, s * lnx + c * lny
+        u = np.where(xface, ly, lx)
+    v = hz
+    c1, c2, c3 = (np.asarray(col, np.float32) for col in (o.color, o.color2, o.color3))
+    kind = o.kind
+    if kind == "tree":
+        pattern = tex(0, u * 30.0, v * 4.0) * 0.35 + tex(1, u * 10.0, v * 2.0) * 0.2
+        base = np.broadcast_to(c1, (n, 3))
+    elif kind == "bush":
+        blot = tex(1, u * 14.0 + v * 3.0, v * 14.0)
+        w = (1.0 / (1.0 + np.exp(-2.5 * blot)))[:, None]
+        base = c1 * w + c2 * (1 - w)
+        pattern = tex(0, u * 60.0, v * 60.0) * 0.45
+    elif kind == "rock":
+        w = (1.0 / (1.0 + np.exp(-2.0 * tex(1, u * 8.0, v * 8.0))))[:, None]
+        base = c1 * w + c2 * (1 - w)
+        pattern = tex(0, u * 40.0, v * 40.0) * 0.3
+    elif kind == "person":
+        frac = (hz / o.height)[:, None]
+        base = np.where(frac < 0.47, c2, np.where(frac < 0.84, c1, c3))
+        pattern = tex(0, u * 40.0, v * 40.0) * 0.1
+    elif kind == "vehicle":
+        frac = (hz / o.height)[:, None]
+        base = np.where(frac < 0.28, c3, np.where((frac > 0.6) & (frac < 0.93), c2, c1))
+        pattern = tex(0, u * 10.0, v * 10.0) * 0.05
+    else:       # pole, wall
+        pattern = tex(0, u * 30.0, v * 30.0) * 0.15 + tex(1, u * 5.0, v * 5.0) * 0.1
+        base = np.broadcast_to(c1, (n, 3))
+    col = base * np.clip(1.0 + pattern, 0.2, 2.0)[:, None]
+    sd = app.sun_dir
+    lambert = np.where(top, sd[2], np.maximum(nx * sd[0] + ny * sd[1], 0.0))
+    light = app.ambient * np.where(top, 1.0, 0.85)[:, None] + app.sun_rgb * lambert[:, None]
+    col = col * light
+    if o.cls == DYNAMIC and kind == "vehicle":
+        view = np.clip(1.0 - np.abs(nx * sd[0] + ny * sd[1]), 0.0, 1.0)
+        col = col + 0.15 * app.sun_rgb * (view ** 6)[:, None]
+    return _haze(app, col, t)
+
+
+_GAMMA_LUT = np.clip(np.linspace(0.0, 1.0, 4096) ** (1 / 2.2) * 255.0 + 0.5, 0,
+                     255).astype(np.uint8)
+
+
+def _photograph(rgb: np.ndarray, rays: _Rays, app, seed: int, world_seed: int) -> np.ndarray:
+    """Exposure, white balance, vignetting, lens blur, gamma and sensor noise -> uint8."""
+    rng = np.random.default_rng(np.random.SeedSequence([world_seed, seed, 0xCA3]))
+    exposure = app.exposure * math.exp(rng.normal(0.0, 0.15))
+    gains = (exposure * (1.0 + rng.normal(0.0, 0.04, 3))).astype(np.float32)
+    rgb *= gains
+    rgb *= rays.vignette[..., None]
+    rgb /= 1.0 + 0.25 * rgb          # soft shoulder instead of hard clipping
+    sigma = float(rng.uniform(0.4, 0.9))
+    rgb = cv2.GaussianBlur(rgb, (0, 0), sigma)
+    idx = np.clip(rgb * 4095.0 + 0.5, 0, 4095).astype(np.int16)
+    out = _GAMMA_LUT[idx].astype(np.int16)
+    noise_std = float(rng.uniform(1.0, 4.0))
+    h, w = out.shape[:2]
+    noise = rng.standard_normal((h, w, 1), dtype=np.float32) * noise_std
+    chroma = rng.standard_normal((h // 2 + 1, w // 2 + 1, 3), dtype=np.float32) * noise_std * 0.5
+    chroma = cv2.resize(chroma, (w, h), interpolation=cv2.INTER_LINEAR)
+    out = out + (noise + chroma).astype(np.int16)
+    return np.clip(out, 0, 255).astype(np.uint8)
