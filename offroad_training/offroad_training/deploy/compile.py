@@ -161,6 +161,7 @@ def compile_context(source: str | Path, out: str | Path, *, soc_model: int = DEF
     except EngineError as exc:
         raise CompileError(str(exc)) from exc
     start = time.perf_counter()
+    out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".offroad_compile_", dir=out.parent) as tmp:
         tmp_model = Path(tmp) / out.name
         options = ort.SessionOptions()
