@@ -27,7 +27,7 @@ sample their centre falls into.
 Per frame (:meth:`GroundProjector.project`):
 
 1. gather the samples from the labels; severity level (0 none, 1 FREE .. 4 HAZARD) and the
-   "vertical class" flag (obstacle, dynamic) per sample through 256-entry tables;
+   "vertical class" flag (obstacle, dynamic) per sample through one 256-entry table;
 2. a vertical run's lowest sample whose lower neighbour is inside the image and not vertical is
    the object's ground contact: evidence of the object's category at the contact cell. Objects
    cut by the image border have no visible contact and mark nothing (the ground behind them
@@ -60,6 +60,7 @@ OCCLUSION_MODES = ("column", "ray")
 _LAST_GROUND_LEVEL = 2         # FREE and CAUTION are cleared by occlusion
 _MAX_SAMPLES = 4_000_000
 _SIDE_ROWS = 8
+_VERTICAL_BIT = 8
 
 
 class ProjectionError(ValueError):
@@ -125,18 +126,18 @@ class ProjectionTables:
         contact_dist = pose.z / np.tan(-(phi - pitch / 2))
         cell = _cells(geometry, pose, row_dist, th, reach)
         contact = _cells(geometry, pose, contact_dist, th, reach)
-        sample_index = np.flatnonzero((cell >= 0) & inside.ravel()).astype(np.int32)
-        sample_key = (cell[sample_index] * KEYS_PER_CELL).astype(np.int32)
+        sample_index = np.flatnonzero((cell >= 0) & inside.ravel()).astype(np.intp)
+        sample_key = (cell[sample_index] * KEYS_PER_CELL).astype(np.intp)
         contact_key = np.where(contact >= 0, contact * KEYS_PER_CELL, -1).astype(np.int32)
         reached = np.zeros(geometry.num_cells, dtype=bool)
         reached[cell[cell >= 0]] = True
         fill_cell, fill_sample = _fill(geometry, pose, ~reached, phi_top, th_lo, pitch,
                                        rows, cols, reach)
         return cls(geometry, intr.height, intr.width, (rows, cols),
-                   sample_pixel.ravel().astype(np.int32), below_inside, sample_key,
+                   sample_pixel.ravel().astype(np.intp), below_inside, sample_key,
                    sample_index, contact_key, row_dist.astype(np.float32)[:, None],
-                   contact_dist.astype(np.float32)[:, None], fill_cell.astype(np.int32),
-                   fill_sample.astype(np.int32))
+                   contact_dist.astype(np.float32)[:, None], fill_cell.astype(np.intp),
+                   fill_sample.astype(np.intp))
 
 
 def _wrap(angle: np.ndarray) -> np.ndarray:
@@ -214,7 +215,8 @@ class GroundProjector:
         self.min_support = int(min_support)
         self.column_occlusion = occlusion == "column"
         self._value_lut = values.level_lut()
-        self._level_weights = np.arange(1, NUM_LEVELS, dtype=np.uint8)
+        # One lookup per sample: severity level in bits 0-2, "vertical class" in bit 3.
+        self._code_lut = (labels.levels | (labels.vertical.astype(np.uint8) << 3)).astype(np.uint8)
         self._padded = np.empty(tables.height * tables.width + 1, dtype=np.uint8)
         self._padded[-1] = labels.ignore_value
 
@@ -246,11 +248,9 @@ class GroundProjector:
         rows_at = lowest[cols]
         keep = vertical[np.maximum(rows_at - 1, 0), cols] & (rows_at > 0)
         last = bottoms.shape[1] - 1
+        up = np.maximum(rows_at[:, None] - np.arange(_SIDE_ROWS + 1), 0)
         for side in (np.maximum(cols - 1, 0), np.minimum(cols + 1, last)):
-            beside = np.zeros(cols.size, dtype=bool)
-            for k in range(_SIDE_ROWS + 1):
-                beside |= vertical[np.maximum(rows_at - k, 0), side]
-            keep &= beside
+            keep &= vertical[up, side[:, None]].any(axis=1)
         contact[rows_at[keep], cols[keep]] = True
         return contact
 
@@ -261,10 +261,11 @@ class GroundProjector:
             raise ValueError(f"labels are {labels.shape[1]}x{labels.shape[0]}, the camera model "
                              f"is {t.width}x{t.height}")
         self._padded[:-1] = labels.ravel()
-        samples = self._padded[t.sample_pixel].reshape(t.shape)
-        level = self.labels.levels[samples]
-        vertical = self.labels.vertical[samples]
+        code = np.take(self._code_lut, np.take(self._padded, t.sample_pixel)).reshape(t.shape)
+        vertical = code >= _VERTICAL_BIT
+        level = code & np.uint8(_VERTICAL_BIT - 1)
         contact = self._contacts(vertical)
+        contact_samples = np.flatnonzero(contact)
         # A sample reads the label of its nearest pixel, half a pixel off its own ray at most:
         # next to an object a "ground" sample's ray may be hidden. Occlusion is therefore
         # widened by one sample sideways and upwards (never downwards: the ground in front).
@@ -273,24 +274,28 @@ class GroundProjector:
         occluded[:, :-1] |= vertical[:, 1:]
         occluded[:-1] |= vertical[1:]
         if self.column_occlusion:
-            nearest = np.where(contact, t.contact_dist, np.float32(np.inf)).min(axis=0)
+            cols = t.shape[1]
+            nearest = np.full(cols, np.inf, dtype=np.float32)
+            rows_of, cols_of = np.divmod(contact_samples, cols)
+            np.minimum.at(nearest, cols_of, t.contact_dist[rows_of, 0])
             nearest[1:] = np.minimum(nearest[1:], nearest[:-1].copy())
             nearest[:-1] = np.minimum(nearest[:-1], nearest[1:].copy())
             occluded |= t.row_dist > nearest
         seen = np.where(occluded, np.uint8(OCCLUDED), level).ravel()
-        keys = t.sample_key + seen[t.sample_index]
-        contact_samples = np.flatnonzero(contact)
+        keys = t.sample_key + np.take(seen, t.sample_index)
         if contact_samples.size:
             ckeys = t.contact_key[contact_samples]
             ok = ckeys >= 0
             keys = np.concatenate([keys, ckeys[ok] + level.ravel()[contact_samples[ok]]])
         counts = np.bincount(keys, minlength=t.geometry.num_cells * KEYS_PER_CELL)
         counts = counts.reshape(-1, KEYS_PER_CELL)
-        supported = counts[:, 1:NUM_LEVELS] >= self.min_support
-        cell_level = (supported * self._level_weights).max(axis=1).astype(np.uint8)
+        cell_level = np.zeros(len(counts), dtype=np.uint8)
+        for level_value in range(1, NUM_LEVELS):  # ascending: the worst supported level wins
+            cell_level[counts[:, level_value] >= self.min_support] = level_value
         hidden = (counts[:, OCCLUDED] > 0) & (cell_level <= _LAST_GROUND_LEVEL)
         cell_level[hidden] = 0
-        fill = seen[t.fill_sample]
+        fill = np.take(seen, t.fill_sample)
         cell_level[t.fill_cell] = np.where(fill == OCCLUDED, np.uint8(0), fill)
         shape = (t.geometry.ny, t.geometry.nx)
-        return FrameGrid(cell_level.reshape(shape), self._value_lut[cell_level].reshape(shape))
+        return FrameGrid(cell_level.reshape(shape),
+                         np.take(self._value_lut, cell_level).reshape(shape))
