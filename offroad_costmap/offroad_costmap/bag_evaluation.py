@@ -108,16 +108,22 @@ class EvalOptions:
 
 
 def load_costmap_params(path: str | Path) -> dict[str, Any]:
-    """The ``offroad_costmap`` (or ``/**``) ``ros__parameters`` of a ROS params YAML file."""
+    """The costmap node's ``ros__parameters`` of a ROS params YAML file.
+
+    Sections ``offroad_costmap``, ``/offroad_costmap``, ``/**/offroad_costmap`` or ``/**`` (the
+    first found); ``use_sim_time`` (every node's built-in parameter) is dropped.
+    """
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"cannot read costmap params {path}: {exc}") from exc
-    for key in (COSTMAP_NODE, f"/{COSTMAP_NODE}", "/**"):
-        section = (data or {}).get(key)
+    for key in (COSTMAP_NODE, f"/{COSTMAP_NODE}", f"/**/{COSTMAP_NODE}", "/**"):
+        section = (data or {}).get(key) if isinstance(data, dict) else None
         if isinstance(section, dict) and "ros__parameters" in section:
-            return dict(section["ros__parameters"] or {})
+            params = dict(section["ros__parameters"] or {})
+            params.pop("use_sim_time", None)
+            return params
     raise ConfigError(f"{path}: no '{COSTMAP_NODE}: ros__parameters:' section")
 
 

@@ -9,6 +9,7 @@ counting pixels) and class maps whose left half (+y) is an obstacle (expected un
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,6 +17,7 @@ from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 
 from offroad_costmap.bag_evaluation import BagEvaluator, EvalOptions, load_costmap_params
+from offroad_costmap.params import validate
 from offroad_seg_node.bag_replay import BagError
 from offroad_training.camera import CameraIntrinsics
 from offroad_training.engine import InferenceEngine
@@ -198,6 +200,13 @@ def test_costmap_params_file_is_read_like_the_node(tmp_path):
     path = tmp_path / "p.yaml"
     path.write_text("offroad_costmap:\n  ros__parameters:\n    resolution: 0.1\n")
     assert load_costmap_params(path) == {"resolution": 0.1}
+    root = Path(__file__).resolve().parents[2]
+    shipped_files = [*root.glob("launch/config/*.yaml"),
+                     root / "offroad_costmap/config/costmap.yaml"]
+    for shipped in shipped_files:
+        params = load_costmap_params(shipped)
+        assert params and "use_sim_time" not in params
+        validate(params)  # the evaluation accepts every shipped params file
 
 
 def test_errors_are_clear(scene, tmp_path):
