@@ -11,7 +11,7 @@ BUILD_STAMP := install/.offroad-build-stamp
 BUILD_INPUTS := $(wildcard colcon.meta offroad_seg_msgs/package.xml offroad_seg_msgs/CMakeLists.txt \
 	offroad_seg_msgs/msg/*.msg offroad_seg_node/package.xml offroad_seg_node/setup.py \
 	offroad_seg_node/setup.cfg offroad_costmap/package.xml offroad_costmap/setup.py \
-	offroad_costmap/setup.cfg offroad_seg_node/config/* offroad_costmap/config/* launch/*)
+	offroad_costmap/setup.cfg offroad_seg_node/config/* offroad_costmap/config/* launch/*.py launch/config/*)
 PYTEST_PATHS := $(wildcard offroad_training/tests offroad_seg_node/test offroad_costmap/test tests)
 
 .PHONY: help setup build test test-fast lint format demo bench clean constraints
@@ -52,7 +52,7 @@ format: $(VENV)/.offroad-setup-stamp
 	@$(VENV)/bin/ruff format .
 
 demo: setup
-	@$(ROS_ENV); bash scripts/demo.sh
+	@$(ROS_ENV); python scripts/demo/run.py $(DEMO_ARGS)
 
 bench: setup
 	@$(ROS_ENV); for b in bench/bench_*.py; do echo "== $$b"; python "$$b"; done
