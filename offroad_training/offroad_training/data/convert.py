@@ -230,7 +230,9 @@ def _run(todo: list[SourcePair], dataset: str, root: str | Path, out: Path,
                 bar.update()
             return
         chunk = max(1, min(8, len(todo) // (workers * 8)))
-        with multiprocessing.get_context().Pool(workers, _init_worker, args) as pool:
+        # spawn, not fork: a fork after OpenCV's thread pool has run in this process can
+        # inherit a held lock and deadlock the workers (seen with fork on Linux)
+        with multiprocessing.get_context("spawn").Pool(workers, _init_worker, args) as pool:
             for record in pool.imap_unordered(_work, todo, chunksize=chunk):
                 yield record
                 bar.update()
