@@ -39,8 +39,9 @@ Per frame (:meth:`GroundProjector.project`):
    Both widen occlusion by one sample sideways and upwards (pixel quantisation);
 4. one ``np.bincount`` over (cell, level) keys; per cell the worst level with at least
    ``min_support`` samples wins; a cell crossed by an occluded ray cannot be FREE or CAUTION
-   (it is unknown); BLOCKED/HAZARD evidence stands. Fill cells take their one sample's level
-   (``min_support`` does not apply: one sample is all the image has there).
+   (it is unknown); BLOCKED/HAZARD evidence stands. Fill cells take the worse of their
+   contact evidence and of the level of the one sample over their centre (``min_support``
+   does not apply to that sample: one sample is all the image has there).
 """
 
 from __future__ import annotations
@@ -229,25 +230,32 @@ class GroundProjector:
         """Ground contacts: run bottoms whose lower neighbour is inside the image.
 
         A run bottom is a contact when the samples below it in the neighbouring columns are not
-        vertical either: a column that grazes an object's silhouette samples it and the ground
-        alternately (pixel quantisation) and would otherwise put false contacts behind it. The
+        vertical either (and inside the image): a column that grazes an object's silhouette
+        samples it and the ground alternately (pixel quantisation) and would otherwise put false
+        contacts behind it; at the image border the object may be grazed out of view. The
         lowest bottom of a column is a contact anyway when its run is at least two samples tall
         (the true bottom of a grazing column, or of an object whose bottom contour is steep in
         the image, such as a wall receding from the camera).
         """
+        below_inside = self.tables.below_inside
         open_below = np.ones_like(vertical)
         open_below[:-1] = ~vertical[1:]
-        bottoms = vertical & open_below & self.tables.below_inside
+        bottoms = vertical & open_below & below_inside
+        # A neighbour whose sample below is outside the image cannot confirm a contact (an
+        # object grazed at the image border), nor can a missing neighbour (first/last column).
+        seen_open = open_below & below_inside
         clear = open_below.copy()
-        clear[:, 1:] &= open_below[:, :-1]
-        clear[:, :-1] &= open_below[:, 1:]
+        clear[:, 1:] &= seen_open[:, :-1]
+        clear[:, :-1] &= seen_open[:, 1:]
+        clear[:, 0] = clear[:, -1] = False
         contact = bottoms & clear
         rows = bottoms.shape[0]
         lowest = rows - 1 - np.argmax(bottoms[::-1], axis=0)
         cols = np.flatnonzero(bottoms[lowest, np.arange(bottoms.shape[1])])
         rows_at = lowest[cols]
-        keep = vertical[np.maximum(rows_at - 1, 0), cols] & (rows_at > 0)
         last = bottoms.shape[1] - 1
+        keep = vertical[np.maximum(rows_at - 1, 0), cols] & (rows_at > 0) & (cols > 0) & (
+            cols < last)
         up = np.maximum(rows_at[:, None] - np.arange(_SIDE_ROWS + 1), 0)
         for side in (np.maximum(cols - 1, 0), np.minimum(cols + 1, last)):
             keep &= vertical[up, side[:, None]].any(axis=1)
@@ -294,8 +302,11 @@ class GroundProjector:
             cell_level[counts[:, level_value] >= self.min_support] = level_value
         hidden = (counts[:, OCCLUDED] > 0) & (cell_level <= _LAST_GROUND_LEVEL)
         cell_level[hidden] = 0
+        # Fill cells have no sample of their own; an object's contact may still land in them
+        # (far cells): the worse of the contact and of the sample over the centre wins.
         fill = np.take(seen, t.fill_sample)
-        cell_level[t.fill_cell] = np.where(fill == OCCLUDED, np.uint8(0), fill)
+        cell_level[t.fill_cell] = np.maximum(cell_level[t.fill_cell],
+                                             np.where(fill == OCCLUDED, np.uint8(0), fill))
         shape = (t.geometry.ny, t.geometry.nx)
         return FrameGrid(cell_level.reshape(shape),
                          np.take(self._value_lut, cell_level).reshape(shape))
