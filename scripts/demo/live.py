@@ -36,6 +36,9 @@ REPLAY_PARAMS = REPO / "launch" / "config" / "replay.yaml"
 IMAGE_TOPIC = "/camera/image_raw"
 QUIET_SECONDS = 6.0  # no new labels for this long after the replay ended: the nodes are done
 PICTURES = 4
+# The x86 HTP emulator needs 1-5 s per frame (the robot's HTP: milliseconds), so labels reach the
+# costmap seconds after their image; the replay config's 2 s would reject most of them as stale.
+EMULATION_STALE_TIMEOUT = 8.0
 
 
 def _executable(package: str, name: str) -> str:
@@ -83,8 +86,24 @@ class Recorder:
         self.thread.start()
 
     def _spin(self) -> None:
-        while self.context.ok():
-            self.executor.spin_once(timeout_sec=0.1)
+        from rclpy.executors import ExternalShutdownException
+
+        try:
+            while self.context.ok():
+                self.executor.spin_once(timeout_sec=0.1)
+        except ExternalShutdownException:
+            pass
+
+    def wait_for_nodes(self, timeout: float) -> bool:
+        """True once the segmentation node has published its info (model loaded) and the
+        costmap node subscribes to the labels."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            costmap_up = self.node.count_subscribers("/segmentation/labels") >= 2
+            if self.info is not None and costmap_up:
+                return True
+            time.sleep(0.2)
+        return False
 
     @staticmethod
     def _stamp(header: Any) -> int:
@@ -149,6 +168,24 @@ def _read_ground_truth(bag: Path) -> dict[str, dict[int, Any]]:
     return out
 
 
+def _truth_on_grid(gt_map: Any, geometry: Any, table: Any, level_lut: np.ndarray) -> np.ndarray:
+    """Ground-truth class map resampled onto our grid's cells, as OccupancyGrid values."""
+    from offroad_costmap.grid import GridGeometry
+
+    info = gt_map.info
+    truth = GridGeometry(float(info.resolution), int(info.width), int(info.height),
+                         float(info.origin.position.x), float(info.origin.position.y))
+    classes = np.asarray(gt_map.data, dtype=np.int16).ravel()
+    xs, ys = geometry.cell_centres()
+    cell = truth.cell_index(xs, ys)
+    levels = np.zeros(cell.shape, dtype=np.uint8)
+    inside = cell >= 0
+    known = np.zeros(cell.shape, dtype=bool)
+    known[inside] = classes[cell[inside]] >= 0
+    levels[known] = table.levels[classes[cell[known]]]
+    return level_lut[levels].astype(np.int16)
+
+
 def _percentiles(values: list[float]) -> dict[str, float | None]:
     if not values:
         return {"p50": None, "p90": None, "max": None}
@@ -182,6 +219,7 @@ def _score(rec: Recorder, truth: dict[str, dict[int, Any]], out: Path) -> dict[s
         confusion.update(pred, resize_labels(gt, pred.shape[1], pred.shape[0]))
         scored_labels.append(stamp)
     scorer = None
+    grid_geometry = None
     per_frame_agreement = []
     scored_grids = []
     for stamp, grid in sorted(rec.grids.items()):
@@ -198,6 +236,7 @@ def _score(rec: Recorder, truth: dict[str, dict[int, Any]], out: Path) -> dict[s
         levels[ours == values.free] = 1
         if scorer is None:
             scorer = GridScorer(table, level_lut, geom)
+            grid_geometry = geom
         agreement = scorer.score(ours, levels, gt_map)
         if agreement is not None:
             per_frame_agreement.append(agreement)
@@ -219,16 +258,12 @@ def _score(rec: Recorder, truth: dict[str, dict[int, Any]], out: Path) -> dict[s
         h, w = pred.shape
         small = resize_to_model(image, w, h)
         gt_small = resize_labels(gt_labels, w, h)
-        gt_values = np.asarray(gt_map.data, dtype=np.int16).reshape(gt_map.info.height,
-                                                                    gt_map.info.width)
-        gt_levels = np.zeros(gt_values.shape, dtype=np.uint8)
-        known = gt_values >= 0
-        gt_levels[known] = table.levels[gt_values[known]]
+        truth_values = _truth_on_grid(gt_map, grid_geometry, table, level_lut)
         files = {
             "overlay": blend_overlay(small, pred, lut, 0.5),
             "ground_truth": blend_overlay(small, gt_small, lut, 0.5),
             "costmap": grid_picture(ours),
-            "costmap_truth": grid_picture(level_lut[gt_levels].astype(np.int16)),
+            "costmap_truth": grid_picture(truth_values),
         }
         entry = {"stamp_ns": stamp}
         for kind, rgb in files.items():
@@ -282,14 +317,17 @@ def run_live(bag: Path, model: Path, out: Path, logs: Path, rate: float = 1.0,
         "-p", f"provider:={provider}"], logs)
     costmap = _start("costmap_node", [
         _executable("offroad_costmap", "costmap_node"), "--ros-args",
-        "--params-file", str(REPLAY_PARAMS)], logs)
+        "--params-file", str(REPLAY_PARAMS), "-p", f"stale_timeout:={EMULATION_STALE_TIMEOUT}"],
+        logs)
     rec = Recorder()
     result: dict[str, Any]
     try:
+        if not rec.wait_for_nodes(timeout=120):
+            return {"error": "the nodes did not come up within 120 s "
+                             "(live_segmentation_node.log, live_costmap_node.log)"}
         replay = subprocess.run(
             [_executable("offroad_seg_node", "bag_replay"), str(bag), "--rate", str(rate),
-             "--wait-for", IMAGE_TOPIC, "--wait-for", "/segmentation/labels",
-             "--wait-timeout", "120", "--linger", "2"],
+             "--wait-for", IMAGE_TOPIC, "--wait-timeout", "120", "--linger", "2"],
             stdout=open(logs / "live_replay.log", "w"), stderr=subprocess.STDOUT,
             cwd=REPO, check=False)
         if replay.returncode != 0:
