@@ -184,3 +184,21 @@ def test_resize_to_base_size_and_resume(tmp_path):
                     workers=1, progress=False)
     assert third["resumed"] == 0 and third["converted_this_run"] == 6
     assert not list(out.rglob("*.tmp*"))
+
+
+def test_16bit_label_ids_and_colour_id_png(tmp_path):
+    from offroad_training.data.adapters import AdapterError, get_adapter
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "labels").mkdir()
+    adapter = get_adapter("goose", tmp_path)
+    raw = np.array([[23, 300], [54, 0]], np.uint16)
+    cv2.imwrite(str(tmp_path / "l16.png"), raw)
+    labels, unknown = adapter.decode_labels(tmp_path / "l16.png")
+    np.testing.assert_array_equal(labels, [[0, 255], [4, 255]])
+    assert unknown == {"300": 1}
+    colour = np.zeros((2, 2, 3), np.uint8)
+    colour[0, 0] = (1, 2, 3)
+    cv2.imwrite(str(tmp_path / "c.png"), colour)
+    with pytest.raises(AdapterError, match="single-channel label-id PNG"):
+        adapter.decode_labels(tmp_path / "c.png")

@@ -119,7 +119,14 @@ class Adapter:
             else:
                 raise AdapterError(f"{path}: expected a single-channel label-id PNG, got "
                                    f"{raw.shape[2]} channels (a colour label image?)")
-        if raw.dtype not in (np.uint8, np.uint16):
+        if raw.dtype == np.uint8:
+            # fast path: one cv2.LUT pass; unknown values found from the raw histogram
+            final = np.where(lut[:256] == UNKNOWN, IGNORE_INDEX, lut[:256]).astype(np.uint8)
+            counts = np.bincount(raw.ravel(), minlength=256)
+            unknown = {str(v): int(counts[v]) for v in np.flatnonzero(counts)
+                       if lut[v] == UNKNOWN}
+            return cv2.LUT(raw, final), unknown
+        if raw.dtype != np.uint16:
             raise AdapterError(f"{path}: label ids must be uint8/uint16, got {raw.dtype}")
         return _finish(lut[raw], raw, str)
 
