@@ -44,6 +44,9 @@ from offroad_training.synth.world import (
 
 UNKNOWN = IGNORE_INDEX
 DEFAULT_CAMERA_HFOV_DEG = 90.0
+OBSTACLE_RANGE = 60.0
+"""Obstacles farther than this (m, horizontal, from the camera) are not drawn: the horizon
+stays readable instead of a band of sub-pixel slivers; top-down maps reach 30 m."""
 
 
 def default_camera(width: int = 640, height: int = 544, hfov_deg: float = DEFAULT_CAMERA_HFOV_DEG,
@@ -257,7 +260,7 @@ def _topdown(world: SyntheticWorld, spec: TopDownSpec | None,
 
 # ---------------------------------------------------------------------- geometry
 def _obstacle_boxes(obstacles: tuple[Obstacle, ...], camera: Camera, rays: _Rays,
-                    pose: tuple[float, float, float], max_range: float = 150.0
+                    pose: tuple[float, float, float], max_range: float = OBSTACLE_RANGE
                     ) -> list[tuple[int, tuple[int, int, int, int]]]:
     """Pixel bounding boxes (v0, v1, u0, u1) of obstacles that may be visible."""
     if not obstacles:

@@ -169,7 +169,7 @@ class SyntheticWorld:
         ys = y_min + np.arange(ny) * FIELD_RESOLUTION
 
         track_x, track_y = _track(rng, x_min, x_max)
-        half = float(rng.uniform(1.2, 2.6))
+        half = float(rng.uniform(1.0, 2.2))
         centre = np.interp(xs, track_x, track_y)
         lateral = np.abs(ys[:, None] - centre[None, :]).astype(np.float32)  # (ny, nx)
 
@@ -182,9 +182,9 @@ class SyntheticWorld:
         fields[..., F_ROUGH] += shoulder * np.exp(-((lateral - half - 0.6) / 0.7) ** 2)
         fields[..., F_WATER] = _water_field(rng, xs, ys, track_x, track_y, half)
 
-        rough_thr = float(rng.uniform(0.45, 1.1))
-        clearing_thr = float(rng.uniform(0.5, 1.3))
-        track_rough_thr = float(rng.uniform(0.9, 2.0))
+        rough_thr = float(rng.uniform(0.3, 1.0))
+        clearing_thr = float(rng.uniform(0.8, 1.6))
+        track_rough_thr = float(rng.uniform(0.4, 1.3))
 
         appearance = _appearance(rng)
         obstacles = _obstacles(rng, x_min, x_max, y_min, y_max, track_x, track_y, half)
@@ -289,7 +289,7 @@ def _water_field(rng: np.random.Generator, xs: np.ndarray, ys: np.ndarray,
                 round((y - ys[0]) / FIELD_RESOLUTION * 16))
 
     length = xs[-1] - xs[0]
-    for _ in range(int(length / rng.uniform(6.0, 14.0))):
+    for _ in range(int(length / rng.uniform(3.0, 7.0))):
         x = float(rng.uniform(xs[0], xs[-1]))
         on_track = rng.random() < 0.6
         spread = half * 0.8 if on_track else 12.0
@@ -310,7 +310,7 @@ def _water_field(rng: np.random.Generator, xs: np.ndarray, ys: np.ndarray,
         cv2.polylines(mask, [pts], False, 1.0, round(width / FIELD_RESOLUTION), cv2.LINE_AA, 4)
     # Keep the robot's start dry.
     cx, cy = to_px(0.0, 0.0)
-    cv2.circle(mask, (cx, cy), round(3.0 / FIELD_RESOLUTION * 16), 0.0, -1, cv2.LINE_AA, 4)
+    cv2.circle(mask, (cx, cy), round(1.5 / FIELD_RESOLUTION * 16), 0.0, -1, cv2.LINE_AA, 4)
     return cv2.GaussianBlur(mask, (0, 0), 0.8)
 
 
@@ -329,7 +329,7 @@ def _appearance(rng: np.random.Generator) -> Appearance:
     else:               # concrete / pale packed earth
         smooth = _hsv(u(25, 50), u(0.05, 0.2), u(0.55, 0.8))
     rough = _hsv(u(15, 45), u(0.08, 0.4), u(0.35, 0.65))
-    veg = _hsv(u(50, 120), u(0.35, 0.75), u(0.25, 0.6))
+    veg = _hsv(u(65, 125), u(0.4, 0.8), u(0.3, 0.65))
     water = _hsv(u(20, 230), u(0.2, 0.65), u(0.12, 0.4))
     ground = np.stack([smooth, rough, veg, water])
     ground2 = ground * rng.uniform(0.55, 1.35, size=(4, 3)).astype(np.float32)
@@ -361,7 +361,7 @@ def _appearance(rng: np.random.Generator) -> Appearance:
         zenith_rgb=zenith, horizon_rgb=horizon,
         cloud_rgb=np.full(3, u(0.6, 0.95), np.float32), cloud_cover=float(cover),
         sun_dir=sun_dir, sun_rgb=sun_rgb, ambient=float(ambient),
-        haze_distance=float(u(80.0, 300.0)), exposure=float(u(0.8, 1.25)),
+        haze_distance=float(u(120.0, 400.0)), exposure=float(u(1.0, 1.5)),
         water_ripple=float(u(0.0, 0.06)))
 
 
@@ -374,21 +374,21 @@ def _obstacles(rng: np.random.Generator, x_min: float, x_max: float, y_min: floa
                ) -> tuple[Obstacle, ...]:
     u = rng.uniform
     out: list[Obstacle] = []
-    density = u(0.4, 1.2)                     # static obstacles per metre of track
+    density = u(0.6, 1.4)                     # static obstacles per metre of track
     bark = _hsv(u(15, 40), u(0.2, 0.5), u(0.15, 0.4))
     foliage = _hsv(u(70, 140), u(0.4, 0.8), u(0.1, 0.3))
     rock = _hsv(u(0, 60), u(0.0, 0.2), u(0.3, 0.6))
     n_static = int((x_max - x_min) * density)
-    weights = np.array([0.35, 0.2, 0.1, 0.25, 0.1])
+    weights = np.array([0.35, 0.25, 0.05, 0.25, 0.1])
     for _ in range(n_static):
         kind = OBSTACLE_KINDS[rng.choice(5, p=weights)]
         x = float(u(x_min, x_max))
         side = 1.0 if rng.random() < 0.5 else -1.0
-        offset = half + 1.0 + float(rng.exponential(8.0))
+        offset = half + 0.6 + float(rng.exponential(5.0))
         y = float(np.interp(x, track_x, track_y) + side * offset)
         jitter = rng.uniform(0.8, 1.25, size=3).astype(np.float32)
         if kind == "tree":
-            r = float(u(0.12, 0.45))
+            r = float(u(0.15, 0.5))
             o = Obstacle(kind, OBSTACLE, x, y, float(u(3.0, 9.0)), radius=r,
                          color=tuple(bark * jitter), color2=tuple(foliage * jitter))
         elif kind == "pole":
@@ -413,11 +413,11 @@ def _obstacles(rng: np.random.Generator, x_min: float, x_max: float, y_min: floa
         lateral = np.abs(outline[:, 1] - np.interp(outline[:, 0], track_x, track_y))
         if lateral.min() > half + 0.3 and math.hypot(x, y) > 2.5:
             out.append(o)
-    n_dynamic = int((x_max - x_min) * u(0.05, 0.15))
+    n_dynamic = int((x_max - x_min) * u(0.15, 0.35))
     for _ in range(n_dynamic):
-        x = float(u(5.0, x_max))
+        x = float(u(3.0, x_max))
         side = 1.0 if rng.random() < 0.5 else -1.0
-        y = float(np.interp(x, track_x, track_y) + side * u(0.0, 15.0))
+        y = float(np.interp(x, track_x, track_y) + side * u(0.0, 9.0))
         heading = float(u(0, 2 * math.pi))
         if rng.random() < 0.6:
             speed = float(u(0.0, 1.5))
@@ -438,7 +438,7 @@ def _obstacles(rng: np.random.Generator, x_min: float, x_max: float, y_min: floa
                                                                u(0.05, 0.2))),
                          color3=tuple(_hsv(0, 0, 0.03)), vx=speed * math.cos(heading),
                          vy=speed * math.sin(heading))
-        if math.hypot(x, y) > 4.0:
+        if math.hypot(x, y) > 3.0:
             out.append(o)
     return tuple(out)
 
