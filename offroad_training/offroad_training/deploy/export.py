@@ -26,8 +26,15 @@ synthetic world and the extra full-resolution ArgMax is cheap on the HTP.
 Batch norm is folded into the preceding convolution by the exporter (eval mode) and constants
 are folded (torch's exporter, then ``onnxscript.optimizer`` so the resize sizes are constants);
 the export fails if a Conv -> BatchNormalization pair survives. The pre-activation BNs of DAPPM
-and the segment heads (BN -> ReLU -> Conv) have no conv to fold into and stay (the HTP runs them
-as per-channel scale/offset). The contract (classes, palette, input size, normalisation,
+and the segment heads (BN -> ReLU -> Conv) have no conv to fold into: each becomes a depthwise
+1x1 ``Conv`` (weight ``gamma / sqrt(var + eps)``, bias ``beta - mean * weight``), the same
+function. Why: onnxruntime's QDQ quantiser treats a ``BatchNormalization`` like a conv whose
+weight is ``gamma`` (per-tensor, it cannot do per-channel on a 1-D tensor) and quantises
+``beta`` at ``input_scale x gamma_scale`` while ``mean``/``var`` stay float; with the
+``1 / sqrt(var)`` factor (up to ~10 here) the quantised BN is far off (biases round to 0) and
+DAPPM's output was destroyed (see docs/deployment.md). A depthwise conv gets int8 per-channel
+weights and an int32 bias like every other conv. The exported graph has no
+``BatchNormalization`` left. The contract (classes, palette, input size, normalisation,
 provenance) goes into ``metadata_props``.
 """
 
@@ -151,6 +158,7 @@ def export_model(model: Any, out: str | Path, *, height: int = DEFAULT_HEIGHT,
     unfolded = _conv_bn_pairs(onnx_model)
     if unfolded:
         raise ExportError(f"batch norm not folded into its convolution: {unfolded[:5]}")
+    batchnorm_to_depthwise(onnx_model)
     meta = {**(producer or {}), "upsample": upsample, "export": provenance()}
     final = replace(base, height=height, width=width, output_kind=kind,
                     has_confidence=confidence and kind == "labels",
@@ -170,6 +178,74 @@ def _conv_bn_pairs(onnx_model: Any) -> list[str]:
     return [node.name for node in onnx_model.graph.node
             if node.op_type == "BatchNormalization"
             and getattr(producers.get(node.input[0]), "op_type", None) == "Conv"]
+
+
+def batchnorm_to_depthwise(onnx_model: Any) -> int:
+    """Replace every BatchNormalization (NCHW, inference) by the equal depthwise Conv.
+
+    ``y = (x - mean) / sqrt(var + eps) * gamma + beta`` is ``Conv(x, W, B)`` with ``group = C``,
+    ``W[c] = gamma[c] / sqrt(var[c] + eps)`` and ``B[c] = beta[c] - mean[c] * W[c]`` (1x1).
+    When the BN's input is an ``AveragePool`` (k x k, zero padding counted, only consumer the
+    BN), both become one depthwise k x k Conv with weights ``W[c] / k^2`` and the pool's
+    stride/pads: the quantiser gives a pool's output its *input's* scale, and the pooled map
+    is far smaller than DAPPM's input, so in 8 bits it rounded to 0; a conv's output gets its
+    own calibrated range. Edits ``onnx_model`` in place; returns the number of BNs replaced.
+    """
+    from onnx import helper, numpy_helper
+
+    graph = onnx_model.graph
+    inits = {init.name: init for init in graph.initializer}
+    producers = {out: node for node in graph.node for out in node.output}
+    consumers: dict[str, int] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers[name] = consumers.get(name, 0) + 1
+    replaced = 0
+    for index, node in enumerate(list(graph.node)):
+        if node.op_type != "BatchNormalization":
+            continue
+        try:
+            gamma, beta, mean, var = (numpy_helper.to_array(inits[n]).astype(np.float64)
+                                      for n in node.input[1:5])
+        except KeyError as exc:
+            raise ExportError(f"{node.name}: batch norm parameters are not constants") from exc
+        eps = next((a.f for a in node.attribute if a.name == "epsilon"), 1e-5)
+        weight = gamma / np.sqrt(var + eps)
+        bias = beta - mean * weight
+        channels = weight.shape[0]
+        source, attrs = node.input[0], {"kernel_shape": [1, 1]}
+        pool = producers.get(source)
+        if pool is not None and pool.op_type == "AveragePool" and consumers[source] == 1:
+            pool_attrs = {a.name: helper.get_attribute_value(a) for a in pool.attribute}
+            kernel = list(pool_attrs["kernel_shape"])
+            exact = (not pool_attrs.get("ceil_mode", 0) and pool_attrs.get("auto_pad", b"NOTSET")
+                     in (b"NOTSET", "NOTSET") and len(kernel) == 2
+                     and (pool_attrs.get("count_include_pad", 0)
+                          or not any(pool_attrs.get("pads", [0]))))
+            if exact:
+                weight = np.repeat(weight.reshape(channels, 1, 1, 1) / (kernel[0] * kernel[1]),
+                                   kernel[0] * kernel[1]).reshape(channels, 1, *kernel)
+                attrs = {"kernel_shape": kernel,
+                         "strides": list(pool_attrs.get("strides", [1, 1])),
+                         "pads": list(pool_attrs.get("pads", [0, 0, 0, 0]))}
+                source = pool.input[0]
+                graph.node.remove(pool)
+        stem = node.name or f"bn_{index}"
+        w_name, b_name = f"{stem}/dw_weight", f"{stem}/dw_bias"
+        graph.initializer.extend([
+            numpy_helper.from_array(
+                weight.astype(np.float32).reshape(channels, 1, *attrs["kernel_shape"]), w_name),
+            numpy_helper.from_array(bias.astype(np.float32), b_name)])
+        conv = helper.make_node("Conv", [source, w_name, b_name], [node.output[0]],
+                                name=f"{stem}/depthwise", group=channels, **attrs)
+        position = list(graph.node).index(node)
+        graph.node.remove(node)
+        graph.node.insert(position, conv)
+        replaced += 1
+    used = {name for node in graph.node for name in node.input}
+    for init in [i for i in graph.initializer if i.name not in used]:
+        graph.initializer.remove(init)
+    return replaced
 
 
 def export_checkpoint(checkpoint: str | Path, out: str | Path, **kwargs: Any) -> Path:
