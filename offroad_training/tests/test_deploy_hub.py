@@ -96,7 +96,7 @@ def test_compile_and_profile_with_fake_client(tmp_path: Path, models: dict[str, 
     assert compile_args["device"].name == "Dragonwing IQ-9075 EVK"
     contract = read_contract(result.model)
     assert contract.qnn.binary_sha256 == sha256_file(tmp_path / "hub_ctx.bin")
-    assert contract.qnn.qairt_version == "2.51.0" and contract.qnn.precision == "int8"
+    assert contract.qnn.qairt_version == "2.51.0" and contract.qnn.precision == "int8+int16"
     assert contract.producer["hub"]["jobs"] == {"compile": "jc1", "profile": "jp1"}
     assert contract.producer["hub"]["profile"] == {"estimated_inference_time": 4321}
     rgb = np.random.default_rng(3).integers(0, 256, (H, W, 3), dtype=np.uint8)

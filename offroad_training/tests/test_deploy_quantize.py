@@ -90,7 +90,8 @@ def test_qdq_has_integer_io_and_fixed_input_scale(tiny: dict) -> None:
     assert int(inits[dq.input[2]]) == 0
     assert not any(n.op_type == "QuantizeLinear" and n.input[0] == "image" for n in g.node)
     meta = read_contract(tiny["qdq"]).producer["quantization"]
-    assert meta["precision"] == "w8a8" and meta["calibration_images"] == 24
+    assert meta["precision"] == "w8a8-head16" and meta["calibration_images"] == 24
+    assert meta["uint16_tensors"]  # the tiny model's colour conv + upsampling
 
 
 def test_qdq_agrees_with_fp32(tiny: dict) -> None:
@@ -114,6 +115,16 @@ def test_w8a16(tiny: dict) -> None:
             == InferenceEngine(tiny["fp32"], provider="cpu").run(rgb).labels).mean() >= 0.99
 
 
+def test_pure_w8a8(tiny: dict) -> None:
+    out = quantize_model(tiny["fp32"], tiny["calib"][:8], tiny["tmp"] / "w8a8.onnx",
+                         precision="w8a8")
+    g = onnx.load(str(out)).graph
+    assert {i.data_type for i in g.initializer if i.name.endswith("_zero_point")} \
+        <= {TensorProto.UINT8, TensorProto.INT8, TensorProto.INT32}
+    ctx = compile_context(out, tiny["tmp"] / "w8a8_ctx.onnx")
+    assert ctx.qnn.precision == "int8"
+
+
 def test_quantize_refuses_logits_graph_and_bad_images(tiny: dict) -> None:
     logits = build_tiny_model(tiny["tmp"] / "logits.onnx", H, W, output_kind="logits")
     with pytest.raises(QuantizeError, match="deploy graph"):
@@ -129,7 +140,7 @@ def test_context_binary(tiny: dict) -> None:
     assert _io(ctx.model) == ([("image", TensorProto.UINT8)], [("labels", TensorProto.UINT8)])
     contract = read_contract(ctx.model)
     q = contract.qnn
-    assert (q.soc_model, q.htp_arch, q.precision) == (77, 73, "int8")
+    assert (q.soc_model, q.htp_arch, q.precision) == (77, 73, "int8+int16")
     assert q.onnxruntime_qnn_version == "2.7.0" and q.qairt_version.startswith("2.")
     assert q.binary_sha256 == sha256_file(binary)
     assert contract.class_names == read_contract(tiny["fp32"]).class_names
@@ -238,6 +249,20 @@ def ddrnet(tmp_path_factory: pytest.TempPathFactory) -> dict:
     qdq = quantize_model(fp32, calib, tmp / "m.qdq.onnx")
     return {"fp32": fp32, "qdq": qdq, "ctx": compile_context(qdq, tmp / "m_ctx.onnx"),
             "calib": calib}
+
+
+def test_ddrnet_head_is_16_bit(ddrnet: dict) -> None:
+    g = onnx.load(str(ddrnet["qdq"])).graph
+    meta = read_contract(ddrnet["qdq"]).producer["quantization"]
+    head = meta["uint16_tensors"]
+    assert next(n.input[0] for n in g.node if n.op_type == "ArgMax").startswith(head[0])
+    assert len(head) == 6 and all("final_layer" in t for t in head[1:])
+    zero_points = {i.name: i.data_type for i in g.initializer if i.name.endswith("_zero_point")}
+    activations = {n.input[0]: zero_points[n.input[2]] for n in g.node
+                   if n.op_type == "QuantizeLinear" and n.input[2] in zero_points}
+    assert all(activations[t] == TensorProto.UINT16 for t in head if t in activations)
+    assert sum(v == TensorProto.UINT16 for v in activations.values()) <= len(head) + 2
+    assert sum(v == TensorProto.UINT8 for v in activations.values()) > 100
 
 
 def test_ddrnet_compiles_to_one_htp_node_with_confidence(ddrnet: dict) -> None:

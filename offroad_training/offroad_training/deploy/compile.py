@@ -41,7 +41,8 @@ LOG = logging.getLogger(__name__)
 
 DEFAULT_SOC_MODEL = 77  # QCS9075 shares the QCS9100 id
 DEFAULT_HTP_ARCH = 73
-COMPILE_PRECISIONS = ("int8", "int16", "fp16")
+COMPILE_PRECISIONS = ("int8", "int8+int16", "int16", "fp16")
+_QUANT_PRECISION = {"w8a8": "int8", "w8a8-head16": "int8+int16", "w8a16": "int16"}
 
 
 class CompileError(RuntimeError):
@@ -59,13 +60,27 @@ class CompileResult:
 
 
 def _precision_of(model: Any) -> str:
-    """``int8``/``int16`` from the activation QuantizeLinear types, ``fp16`` for a float graph."""
+    """``int8``/``int8+int16``/``int16`` of a QDQ graph, ``fp16`` for a float graph.
+
+    Taken from the quantisation record ``offroad quantize`` writes (``w8a8`` -> ``int8``,
+    ``w8a8-head16`` -> ``int8+int16``, ``w8a16`` -> ``int16``), else from the activation
+    zero-point types.
+    """
+    import json
+
     from onnx import TensorProto
 
-    types = {init.data_type for init in model.graph.initializer
-             if init.name.endswith("_zero_point")}
     if not any(n.op_type == "QuantizeLinear" for n in model.graph.node):
         return "fp16"
+    producer = next((p.value for p in model.metadata_props if p.key == "offroad.producer"), "")
+    try:
+        recorded = json.loads(producer).get("quantization", {}).get("precision")
+    except (ValueError, AttributeError):
+        recorded = None
+    if recorded in _QUANT_PRECISION:
+        return _QUANT_PRECISION[recorded]
+    types = {init.data_type for init in model.graph.initializer
+             if init.name.endswith("_zero_point")}
     return "int16" if types & {TensorProto.UINT16, TensorProto.INT16} else "int8"
 
 
