@@ -252,6 +252,8 @@ class SegmentationNode(LifecycleNode):
         t2 = time.perf_counter()
         result = pipeline.postprocess(model_input, out)
         header = msg.header
+        # camera_info first: a consumer (the costmap) needs it to use the labels that follow
+        self._publish_camera_info(header, pipeline)
         self._pub_labels.publish(array_to_image(result.labels, "mono8", header))
         if self._pub_conf is not None and result.confidence is not None:
             self._pub_conf.publish(array_to_image(result.confidence, "mono8", header))
@@ -259,7 +261,6 @@ class SegmentationNode(LifecycleNode):
             overlay = blend_overlay(result.model_input, result.labels, self._lut,
                                     config.overlay_alpha)
             self._pub_overlay.publish(array_to_image(overlay, "rgb8", header))
-        self._publish_camera_info(header, pipeline)
         t3 = time.perf_counter()
         if self._frame_id != header.frame_id:
             self._frame_id = header.frame_id

@@ -279,6 +279,8 @@ def _score(rec: Recorder, truth: dict[str, dict[int, Any]], out: Path) -> dict[s
         "frames_in_bag": len(truth["image"]),
         "labels_received": len(rec.labels),
         "labels_scored": len(scored_labels),
+        "frames_without_labels": [i for i, stamp in enumerate(sorted(truth["image"]))
+                                  if stamp not in rec.labels],
         "grids_received": len(rec.grids),
         "grids_scored": len(per_frame_agreement),
         "execution_provider": info.execution_provider if info is not None else None,
