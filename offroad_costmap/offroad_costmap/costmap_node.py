@@ -25,7 +25,6 @@ import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from nav_msgs.msg import OccupancyGrid, Odometry
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
@@ -43,28 +42,15 @@ from offroad_costmap.messages import (
     occupancy_grid,
     stamp_seconds,
 )
-from offroad_costmap.params import PARAMETERS, ConfigError, CostmapConfig, ParamSpec, validate
+from offroad_costmap.params import PARAMETERS, ConfigError, CostmapConfig, validate
 from offroad_costmap.projection import GroundProjector, ProjectionError, ProjectionTables
 from offroad_seg_msgs.msg import SegmentationInfo
+from offroad_seg_node.param_spec import descriptor
 from offroad_training.camera import Camera
 
 NODE_NAME = "offroad_costmap"
 EXIT_CONFIG_ERROR = 2
 LOG_THROTTLE_S = 5.0
-
-
-def _descriptor(spec: ParamSpec) -> ParameterDescriptor:
-    """ParameterDescriptor with description, allowed values and numeric range of ``spec``."""
-    desc = ParameterDescriptor(description=spec.description)
-    if spec.choices:
-        desc.additional_constraints = "one of: " + ", ".join(spec.choices)
-    if spec.low is not None and isinstance(spec.default, float):
-        desc.floating_point_range = [FloatingPointRange(from_value=float(spec.low),
-                                                        to_value=float(spec.high))]
-    elif spec.low is not None and isinstance(spec.default, int):
-        desc.integer_range = [IntegerRange(from_value=int(spec.low), to_value=int(spec.high),
-                                           step=1)]
-    return desc
 
 
 class CostmapNode(Node):
@@ -126,7 +112,7 @@ class CostmapNode(Node):
         refused = []
         for spec in PARAMETERS:
             try:
-                self.declare_parameter(spec.name, spec.default, _descriptor(spec))
+                self.declare_parameter(spec.name, spec.default, descriptor(spec))
             except ParameterException as exc:
                 refused.append(f"{spec.name}: {exc}")
         values = {s.name: self.get_parameter(s.name).value for s in PARAMETERS

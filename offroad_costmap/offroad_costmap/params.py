@@ -17,21 +17,9 @@ from offroad_costmap.categories import (
 )
 from offroad_costmap.grid import GridGeometry
 from offroad_costmap.projection import OCCLUSION_MODES
+from offroad_seg_node.param_spec import ParamSpec
 from offroad_training.camera import CameraPose
 from offroad_training.ontology import Category
-
-
-@dataclass(frozen=True)
-class ParamSpec:
-    """One node parameter: default value, description and allowed values/range."""
-
-    name: str
-    default: Any
-    description: str
-    choices: tuple[str, ...] = ()
-    low: float | None = None
-    high: float | None = None
-
 
 PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("labels_topic", "segmentation/labels", "input mono8 label image"),

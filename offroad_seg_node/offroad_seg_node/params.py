@@ -9,20 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from offroad_seg_node.param_spec import ParamSpec
 from offroad_training.engine import PERFORMANCE_MODES, PROVIDERS
-
-
-@dataclass(frozen=True)
-class ParamSpec:
-    """One node parameter: default value, description and allowed values/range."""
-
-    name: str
-    default: Any
-    description: str
-    choices: tuple[str, ...] = ()
-    low: float | None = None
-    high: float | None = None
-
 
 PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("lifecycle", False, "true: managed lifecycle node (configure loads the model, "

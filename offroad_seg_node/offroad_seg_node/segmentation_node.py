@@ -23,7 +23,6 @@ from typing import Any
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.executors import ExternalShutdownException
 from rclpy.lifecycle import Node as LifecycleNode
 from rclpy.lifecycle import State, TransitionCallbackReturn
@@ -43,11 +42,11 @@ from offroad_seg_node.counters import FrameCounters
 from offroad_seg_node.diagnostics import diagnostic_status
 from offroad_seg_node.frame_slot import LatestFrameSlot
 from offroad_seg_node.overlay import blend_overlay, palette_lut
+from offroad_seg_node.param_spec import descriptor
 from offroad_seg_node.params import (
     PARAMETERS,
     ConfigError,
     NodeConfig,
-    ParamSpec,
     check_against_model,
     validate,
 )
@@ -60,20 +59,6 @@ EXIT_CONFIG_ERROR = 2
 LOG_THROTTLE_S = 5.0
 
 
-def _descriptor(spec: ParamSpec) -> ParameterDescriptor:
-    """ParameterDescriptor with description, allowed values and numeric range of ``spec``."""
-    desc = ParameterDescriptor(description=spec.description)
-    if spec.choices:
-        desc.additional_constraints = "one of: " + ", ".join(spec.choices)
-    if spec.low is not None and isinstance(spec.default, float):
-        desc.floating_point_range = [FloatingPointRange(from_value=float(spec.low),
-                                                        to_value=float(spec.high))]
-    elif spec.low is not None and isinstance(spec.default, int):
-        desc.integer_range = [IntegerRange(from_value=int(spec.low), to_value=int(spec.high),
-                                           step=1)]
-    return desc
-
-
 class SegmentationNode(LifecycleNode):
     """Lifecycle-capable segmentation node (see the module docstring)."""
 
@@ -81,7 +66,7 @@ class SegmentationNode(LifecycleNode):
         """Declare every parameter (one block, with descriptors); load nothing yet."""
         super().__init__(NODE_NAME, **kwargs)
         for spec in PARAMETERS:
-            self.declare_parameter(spec.name, spec.default, _descriptor(spec))
+            self.declare_parameter(spec.name, spec.default, descriptor(spec))
         self.lifecycle_mode = bool(self.get_parameter("lifecycle").value)
         self._config: NodeConfig | None = None
         self._pipeline: FramePipeline | None = None
