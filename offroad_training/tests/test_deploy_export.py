@@ -85,14 +85,14 @@ def test_deploy_graph_contract(exported: tuple[DDRNet23Slim, Path, Path]) -> Non
         assert t.elem_type == TensorProto.UINT8
         assert [d.dim_value for d in t.shape.dim] == [1, H, W]
     ops = [n.op_type for n in graph.graph.node]
-    # static graph: no shape arithmetic left; every BN folded (into its conv, or a depthwise
-    # conv that also absorbs DAPPM's average pools), which the 8-bit quantiser needs
+    # static graph: no shape arithmetic left; every BN folded (into its conv, or a diagonal 1x1
+    # conv; DAPPM's AvgPool + BN into one depthwise conv), which the quantiser needs
     assert not {"Shape", "Gather", "Unsqueeze"} & set(ops)
     assert not {"BatchNormalization", "AveragePool"} & set(ops)
-    depthwise = [n for n in graph.graph.node if n.op_type == "Conv"
-                 and any(a.name == "group" and a.i > 1 for a in n.attribute)]
-    assert sorted(dict((a.name, tuple(a.ints)) for a in n.attribute)["kernel_shape"]
-                  for n in depthwise) == [(1, 1)] * 9 + [(5, 5), (9, 9), (17, 17)]
+    affine = [n for n in graph.graph.node if n.name.endswith("/affine")]
+    kernels = sorted((dict((a.name, tuple(a.ints)) for a in n.attribute)["kernel_shape"],
+                      next(a.i for a in n.attribute if a.name == "group") > 1) for n in affine)
+    assert kernels == [((1, 1), False)] * 9 + [((5, 5), True), ((9, 9), True), ((17, 17), True)]
     resizes = [n for n in graph.graph.node if n.op_type == "Resize"]
     assert all(dict((a.name, a.s) for a in n.attribute).get(
         "coordinate_transformation_mode") != b"align_corners" for n in resizes)

@@ -36,7 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     e.set_defaults(func=run_export)
 
     q = subparsers.add_parser(
-        "quantize", help="QDQ quantisation for the QNN HTP (W8A8, 16-bit head, default)",
+        "quantize", help="QDQ quantisation for the QNN HTP (W8A8, 16-bit DAPPM + head)",
         description="Quantise the FP32 deploy graph with onnxruntime's QNN configuration, "
                     "calibrating on a seeded random subset of a unified dataset split.")
     q.add_argument("--onnx", type=Path, required=True, help="FP32 deploy graph")
@@ -44,9 +44,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     q.add_argument("--split", default="train", help="calibration split (default train)")
     q.add_argument("--num", type=int, default=300, help="calibration images (200-500)")
     q.add_argument("--seed", type=int, default=0)
-    q.add_argument("--precision", choices=("w8a8-head16", "w8a8", "w8a16"),
-                   default="w8a8-head16",
-                   help="activations: uint8 with a uint16 segment head (default), all uint8, "
+    q.add_argument("--precision", choices=("w8a8-mixed", "w8a8", "w8a16"),
+                   default="w8a8-mixed",
+                   help="activations: uint8 with uint16 DAPPM + head (default), all uint8, "
                         "or all uint16; weights int8 per-channel")
     q.add_argument("--out", type=Path, required=True)
     q.set_defaults(func=run_quantize)

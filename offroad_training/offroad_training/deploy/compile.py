@@ -42,7 +42,7 @@ LOG = logging.getLogger(__name__)
 DEFAULT_SOC_MODEL = 77  # QCS9075 shares the QCS9100 id
 DEFAULT_HTP_ARCH = 73
 COMPILE_PRECISIONS = ("int8", "int8+int16", "int16", "fp16")
-_QUANT_PRECISION = {"w8a8": "int8", "w8a8-head16": "int8+int16", "w8a16": "int16"}
+_QUANT_PRECISION = {"w8a8": "int8", "w8a8-mixed": "int8+int16", "w8a16": "int16"}
 
 
 class CompileError(RuntimeError):
@@ -63,7 +63,7 @@ def _precision_of(model: Any) -> str:
     """``int8``/``int8+int16``/``int16`` of a QDQ graph, ``fp16`` for a float graph.
 
     Taken from the quantisation record ``offroad quantize`` writes (``w8a8`` -> ``int8``,
-    ``w8a8-head16`` -> ``int8+int16``, ``w8a16`` -> ``int16``), else from the activation
+    ``w8a8-mixed`` -> ``int8+int16``, ``w8a16`` -> ``int16``), else from the activation
     zero-point types.
     """
     import json

@@ -26,15 +26,20 @@ synthetic world and the extra full-resolution ArgMax is cheap on the HTP.
 Batch norm is folded into the preceding convolution by the exporter (eval mode) and constants
 are folded (torch's exporter, then ``onnxscript.optimizer`` so the resize sizes are constants);
 the export fails if a Conv -> BatchNormalization pair survives. The pre-activation BNs of DAPPM
-and the segment heads (BN -> ReLU -> Conv) have no conv to fold into: each becomes a depthwise
-1x1 ``Conv`` (weight ``gamma / sqrt(var + eps)``, bias ``beta - mean * weight``), the same
-function. Why: onnxruntime's QDQ quantiser treats a ``BatchNormalization`` like a conv whose
-weight is ``gamma`` (per-tensor, it cannot do per-channel on a 1-D tensor) and quantises
+and the segment heads (BN -> ReLU -> Conv) have no conv to fold into: each becomes a 1x1
+``Conv`` with the diagonal weight ``gamma / sqrt(var + eps)`` and bias ``beta - mean * weight``,
+the same function. Why: onnxruntime's QDQ quantiser treats a ``BatchNormalization`` like a conv
+whose weight is ``gamma`` (per-tensor, it cannot do per-channel on a 1-D tensor) and quantises
 ``beta`` at ``input_scale x gamma_scale`` while ``mean``/``var`` stay float; with the
-``1 / sqrt(var)`` factor (up to ~10 here) the quantised BN is far off (biases round to 0) and
-DAPPM's output was destroyed (see docs/deployment.md). A depthwise conv gets int8 per-channel
-weights and an int32 bias like every other conv. The exported graph has no
-``BatchNormalization`` left. The contract (classes, palette, input size, normalisation,
+``1 / sqrt(var)`` factor the quantised BN is off (biases round to 0). A conv gets int8
+per-channel weights (one non-zero per output channel: exact) and an int32 bias like every other
+conv. Not a depthwise conv: QAIRT 2.51's HTP compiler segfaults on a 16-bit depthwise 1x1 conv
+(W8A16 and the mixed precision failed to build); a diagonal 1x1 conv costs C^2 MACs at 1/64 and
+1/8 resolution, nothing next to the backbone. DAPPM's ``AveragePool -> BN`` pairs become one
+depthwise k x k conv (weights ``W[c] / k^2``, the pool's stride/pads; compiles in 8 and 16 bits):
+the quantiser gives a pool's output its *input's* scale and the pooled map is far smaller than
+DAPPM's input, so in 8 bits it rounded to 0. The exported graph has no ``BatchNormalization``
+and no ``AveragePool`` left. The contract (classes, palette, input size, normalisation,
 provenance) goes into ``metadata_props``.
 """
 
@@ -158,7 +163,7 @@ def export_model(model: Any, out: str | Path, *, height: int = DEFAULT_HEIGHT,
     unfolded = _conv_bn_pairs(onnx_model)
     if unfolded:
         raise ExportError(f"batch norm not folded into its convolution: {unfolded[:5]}")
-    batchnorm_to_depthwise(onnx_model)
+    batchnorm_to_conv(onnx_model)
     meta = {**(producer or {}), "upsample": upsample, "export": provenance()}
     final = replace(base, height=height, width=width, output_kind=kind,
                     has_confidence=confidence and kind == "labels",
@@ -180,11 +185,11 @@ def _conv_bn_pairs(onnx_model: Any) -> list[str]:
             and getattr(producers.get(node.input[0]), "op_type", None) == "Conv"]
 
 
-def batchnorm_to_depthwise(onnx_model: Any) -> int:
-    """Replace every BatchNormalization (NCHW, inference) by the equal depthwise Conv.
+def batchnorm_to_conv(onnx_model: Any) -> int:
+    """Replace every BatchNormalization (NCHW, inference) by the equal Conv.
 
-    ``y = (x - mean) / sqrt(var + eps) * gamma + beta`` is ``Conv(x, W, B)`` with ``group = C``,
-    ``W[c] = gamma[c] / sqrt(var[c] + eps)`` and ``B[c] = beta[c] - mean[c] * W[c]`` (1x1).
+    ``y = (x - mean) / sqrt(var + eps) * gamma + beta`` is a 1x1 ``Conv(x, diag(W), B)`` with
+    ``W[c] = gamma[c] / sqrt(var[c] + eps)`` and ``B[c] = beta[c] - mean[c] * W[c]``.
     When the BN's input is an ``AveragePool`` (k x k, zero padding counted, only consumer the
     BN), both become one depthwise k x k Conv with weights ``W[c] / k^2`` and the pool's
     stride/pads: the quantiser gives a pool's output its *input's* scale, and the pooled map
@@ -232,12 +237,15 @@ def batchnorm_to_depthwise(onnx_model: Any) -> int:
                 graph.node.remove(pool)
         stem = node.name or f"bn_{index}"
         w_name, b_name = f"{stem}/dw_weight", f"{stem}/dw_bias"
+        if attrs["kernel_shape"] == [1, 1]:
+            kernel_weight, group = np.diag(weight).reshape(channels, channels, 1, 1), 1
+        else:
+            kernel_weight, group = weight.reshape(channels, 1, *attrs["kernel_shape"]), channels
         graph.initializer.extend([
-            numpy_helper.from_array(
-                weight.astype(np.float32).reshape(channels, 1, *attrs["kernel_shape"]), w_name),
+            numpy_helper.from_array(kernel_weight.astype(np.float32), w_name),
             numpy_helper.from_array(bias.astype(np.float32), b_name)])
         conv = helper.make_node("Conv", [source, w_name, b_name], [node.output[0]],
-                                name=f"{stem}/depthwise", group=channels, **attrs)
+                                name=f"{stem}/affine", group=group, **attrs)
         position = list(graph.node).index(node)
         graph.node.remove(node)
         graph.node.insert(position, conv)
