@@ -6,13 +6,9 @@ model of only ~50 steps has logit margins below any 8-bit noise and is not a qua
 target), exports, quantises and compiles it twice (default ``w8a8-mixed`` and ``w8a16``);
 the tests check the acceptance figures and print them (run with ``-s`` to see them).
 
-Acceptance (issue 5: >= 99 % label agreement with FP32, mIoU drop <= 1 point): both binaries
-are held to the mIoU criterion and to no report flags. The agreement of this young 160x136
-model (48 training frames; many class-boundary pixels with small logit margins) measured
-98.9 % (W8A16) and 98.5 % (W8A8-mixed) on its 12 val frames, so the tests hold them to 98.5 %
-and 97.5 %: a regression is caught, the 99 % figure is NOT asserted here. A better-trained
-model (docs/deployment.md, 40 val frames) reaches 99.73 % in W8A16 and 98.91 % in
-W8A8-mixed.
+Acceptance (issue 5): both binaries are held to >= 99 % label agreement with FP32 on the val
+frames, an mIoU drop <= 1 point and no report flags. Last run (idle machine, 121 s in all):
+FP32 mIoU 45.6; W8A16 HTP 99.45 %, W8A8-mixed HTP 99.17 %, mIoU drops <= 0.1.
 """
 
 from __future__ import annotations
@@ -138,12 +134,12 @@ def _check_binary(chain: dict, qdq: str, ctx: str, min_agreement: float) -> dict
 
 def test_w8a16_context_binary(chain: dict) -> None:
     assert chain["ctx16"].qnn.precision == "int16"
-    _check_binary(chain, "qdq16", "ctx16", 98.5)
+    _check_binary(chain, "qdq16", "ctx16", 99.0)
 
 
 def test_default_context_binary(chain: dict) -> None:
     assert chain["ctx"].qnn.precision == "int8+int16"
-    _check_binary(chain, "qdq", "ctx", 97.5)
+    _check_binary(chain, "qdq", "ctx", 99.0)
 
 
 def test_upsampling_choice(chain: dict) -> None:
