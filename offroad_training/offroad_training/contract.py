@@ -49,7 +49,7 @@ class QnnInfo:
     qairt_version: str
     soc_model: int
     htp_arch: int
-    precision: str  # "int8" (W8A8), "int16" (W8A16) or "fp16"
+    precision: str  # "int8" (W8A8), "int8+int16" (w8a8-mixed), "int16" (W8A16) or "fp16"
     binary_sha256: str
 
 
