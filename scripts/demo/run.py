@@ -99,8 +99,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=REPO / "demo_output", help="output directory")
     p.add_argument("--frames", type=int, default=250, help="synthetic dataset frames")
-    p.add_argument("--bag-frames", type=int, default=40, help="frames in the replayed bag")
-    p.add_argument("--bag-rate", type=float, default=1.0, help="bag frame rate (Hz)")
+    p.add_argument("--bag-frames", type=int, default=30, help="frames in the replayed bag")
+    p.add_argument("--bag-rate", type=float, default=0.5,
+                   help="bag frame rate (Hz); the x86 HTP emulator needs 1-2 s a frame")
     p.add_argument("--height", type=int, default=272, help="model input height")
     p.add_argument("--width", type=int, default=320, help="model input width")
     p.add_argument("--epochs", type=int, default=None,
