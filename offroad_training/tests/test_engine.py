@@ -2,6 +2,8 @@
 
 import dataclasses
 import platform
+import subprocess
+import sys
 
 import numpy as np
 import onnx
@@ -115,10 +117,26 @@ def test_qnn_version_mismatch_names_both_versions(tmp_path, models):
         InferenceEngine(tmp_path / "old.onnx", "qnn")
 
 
+_QNN_AGREEMENT = """
+import sys
+import numpy as np
+from offroad_training.engine import InferenceEngine
+path, seed = sys.argv[1], int(sys.argv[2])
+rgb = np.random.default_rng(seed).integers(0, 256, ({h}, {w}, 3), dtype=np.uint8)
+engine = InferenceEngine(path, "qnn", performance_mode="burst")
+assert engine.provider == "QNNExecutionProvider", engine.provider
+cpu = InferenceEngine(path, "cpu").run(rgb).labels
+print((engine.run(rgb).labels == cpu).mean())
+"""
+
+
 def test_qnn_provider_runs_on_the_htp_emulator_without_cpu_fallback(models):
-    engine = InferenceEngine(models["labels"], "qnn", performance_mode="burst")
-    assert engine.provider == "QNNExecutionProvider"
-    rgb = _rgb(5)
-    cpu = InferenceEngine(models["labels"], "cpu").run(rgb).labels
-    agree = (engine.run(rgb).labels == cpu).mean()
+    # In a fresh process: the QNN backend keeps process-wide state, and an FP16 HTP v73 build
+    # earlier in the same process (test_deploy_quantize) makes later float graphs on the
+    # emulator compute wrongly (docs/deployment.md, FP16 known problem).
+    script = _QNN_AGREEMENT.format(h=H, w=W)
+    out = subprocess.run([sys.executable, "-c", script, str(models["labels"]), "5"],
+                         capture_output=True, text=True, check=False, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    agree = float(out.stdout.strip().splitlines()[-1])
     assert agree > 0.9  # the HTP computes in reduced precision; near-ties may flip

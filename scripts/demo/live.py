@@ -282,6 +282,7 @@ def _score(rec: Recorder, truth: dict[str, dict[int, Any]], out: Path) -> dict[s
         "frames_without_labels": [i for i, stamp in enumerate(sorted(truth["image"]))
                                   if stamp not in rec.labels],
         "grids_received": len(rec.grids),
+        "grids_for_frames": sum(stamp in rec.grids for stamp in truth["image"]),
         "grids_scored": len(per_frame_agreement),
         "execution_provider": info.execution_provider if info is not None else None,
         "model_sha256": info.model_sha256 if info is not None else None,
