@@ -210,7 +210,7 @@ def _check_running_node(node, params, proc, fqn):
 def tiny_model(tmp_path_factory):
     from offroad_training.tiny_models import build_tiny_model
 
-    return build_tiny_model(tmp_path_factory.mktemp("model") / "tiny.onnx")
+    return build_tiny_model(tmp_path_factory.mktemp("model") / "tiny.onnx", confidence=True)
 
 
 def _wildcard(path: Path, node: str) -> bool:

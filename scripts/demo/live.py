@@ -8,7 +8,9 @@ records their outputs with an rclpy subscriber in this process, plays the bag wi
 ground truth:
 
 * labels: mIoU with THE evaluator's :class:`ConfusionMatrix` (ground truth resized to the label
-  size with ``resize_labels``), one label image per input frame or a counted drop;
+  size with ``resize_labels``) over the pixels the node did not gate as uncertain
+  (``confidence_threshold``; their share is ``label_coverage``), one label image per input
+  frame or a counted drop;
 * costmap: agreement with ``/ground_truth/class_map`` by the same :class:`GridScorer` as
   ``offroad evaluate-bag`` (cells known in both; unsafe = ground truth BLOCKED/HAZARD, ours FREE);
 * stage latencies from ``SegmentationStats`` (wall time on the x86 HTP emulator: not the
@@ -210,13 +212,21 @@ def _score(rec: Recorder, truth: dict[str, dict[int, Any]], out: Path) -> dict[s
     table = LabelTable.build(ids, names, default_categories())
     values = CategoryValues()
     level_lut = values.level_lut()
+    ignore = info.ignore_value if info is not None else ontology.IGNORE_INDEX
     confusion = ConfusionMatrix(num_classes=len(names))
     scored_labels = []
+    confident = total = 0
     for stamp, pred in sorted(rec.labels.items()):
         gt = truth["labels"].get(stamp)
         if gt is None:
             continue
-        confusion.update(pred, resize_labels(gt, pred.shape[1], pred.shape[0]))
+        # pixels the node gated as uncertain (ignore value) are scored as coverage, not IoU
+        gated = pred == ignore
+        target = resize_labels(gt, pred.shape[1], pred.shape[0]).copy()
+        target[gated] = ignore
+        confusion.update(np.where(gated, 0, pred), target)
+        confident += int((~gated).sum())
+        total += gated.size
         scored_labels.append(stamp)
     scorer = None
     grid_geometry = None
@@ -292,6 +302,7 @@ def _score(rec: Recorder, truth: dict[str, dict[int, Any]], out: Path) -> dict[s
             "frames_dropped": int(last.frames_dropped),
             "frames_rejected": int(last.frames_rejected)},
         "miou": None if evaluation is None else round(100.0 * float(evaluation.miou), 2),
+        "label_coverage": None if not total else round(100.0 * confident / total, 2),
         "iou": None if evaluation is None else {
             name: (None if not np.isfinite(v) else round(100.0 * float(v), 2))
             for name, v in zip(names, evaluation.iou, strict=True)},
