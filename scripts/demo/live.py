@@ -210,8 +210,11 @@ def _score(rec: Recorder, truth: dict[str, dict[int, Any]], out: Path) -> dict[s
     names = list(info.class_names) if info is not None else list(ontology.CLASS_NAMES)
     ids = list(info.class_ids) if info is not None else list(range(len(names)))
     table = LabelTable.build(ids, names, default_categories())
-    values = CategoryValues()
-    level_lut = values.level_lut()
+    level_lut = CategoryValues().level_lut()
+    # grid value (-1..100) + 1 -> severity level; equal values (blocked = hazard) keep the higher
+    level_of_value = np.zeros(102, dtype=np.uint8)
+    for level in range(1, 5):
+        level_of_value[int(level_lut[level]) + 1] = level
     ignore = info.ignore_value if info is not None else ontology.IGNORE_INDEX
     confusion = ConfusionMatrix(num_classes=len(names))
     scored_labels = []
@@ -240,10 +243,7 @@ def _score(rec: Recorder, truth: dict[str, dict[int, Any]], out: Path) -> dict[s
                             int(grid.info.height), float(grid.info.origin.position.x),
                             float(grid.info.origin.position.y))
         ours = np.asarray(grid.data, dtype=np.int16).reshape(geom.ny, geom.nx)
-        levels = np.zeros(ours.shape, dtype=np.uint8)
-        for level in range(1, 5):
-            levels[ours == level_lut[level]] = np.maximum(levels[ours == level_lut[level]], level)
-        levels[ours == values.free] = 1
+        levels = level_of_value[ours + 1]
         if scorer is None:
             scorer = GridScorer(table, level_lut, geom)
             grid_geometry = geom
