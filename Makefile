@@ -8,11 +8,13 @@ VENV ?= .venv
 ROS_ENV := source scripts/ros_env.sh
 BUILD_STAMP := install/.offroad-build-stamp
 # Files whose change needs a colcon rebuild (Python sources are symlink-installed).
+ROS_PACKAGES := offroad_seg_msgs offroad_seg_node offroad_costmap offroad_replay launch
 BUILD_INPUTS := $(wildcard colcon.meta offroad_seg_msgs/package.xml offroad_seg_msgs/CMakeLists.txt \
-	offroad_seg_msgs/msg/*.msg offroad_seg_node/package.xml offroad_seg_node/setup.py \
-	offroad_seg_node/setup.cfg offroad_costmap/package.xml offroad_costmap/setup.py \
-	offroad_costmap/setup.cfg offroad_seg_node/config/* offroad_costmap/config/* launch/*.py launch/config/*)
-PYTEST_PATHS := $(wildcard offroad_training/tests offroad_seg_node/test offroad_costmap/test tests)
+	offroad_seg_msgs/msg/*.msg $(foreach p,offroad_seg_node offroad_costmap offroad_replay,\
+	$(p)/package.xml $(p)/setup.py $(p)/setup.cfg $(p)/config/*) \
+	launch/package.xml launch/CMakeLists.txt launch/*.py launch/config/* launch/rviz/*)
+PYTEST_PATHS := $(wildcard offroad_core/tests offroad_training/tests offroad_seg_node/test \
+	offroad_costmap/test offroad_replay/test tests)
 
 .PHONY: help setup build test test-fast lint format demo bench clean constraints
 
@@ -32,7 +34,7 @@ $(VENV)/.offroad-setup-stamp: FORCE
 
 $(BUILD_STAMP): $(BUILD_INPUTS) $(VENV)/.offroad-setup-stamp
 	@$(ROS_ENV); colcon build --symlink-install --event-handlers console_cohesion- \
-		--base-paths offroad_seg_msgs offroad_seg_node offroad_costmap
+		--base-paths $(ROS_PACKAGES)
 	@touch $@
 
 build: setup

@@ -25,11 +25,11 @@ import time
 
 import numpy as np
 
-from offroad_costmap.categories import CategoryValues, LabelTable, default_categories
-from offroad_costmap.grid import GridGeometry
-from offroad_costmap.projection import GroundProjector, ProjectionTables
-from offroad_training.camera import Camera, CameraIntrinsics, CameraPose
-from offroad_training.ontology import CLASS_NAMES
+from offroad_core.camera import Camera, CameraIntrinsics, CameraPose
+from offroad_core.costmap.categories import CategoryValues, LabelTable, default_categories
+from offroad_core.costmap.grid import GridGeometry
+from offroad_core.costmap.projection import GroundProjector, ProjectionTables
+from offroad_core.ontology import CLASS_NAMES
 
 WIDTH, HEIGHT = 640, 544
 SKY, OBSTACLE = 6, 3

@@ -10,7 +10,7 @@
    Target: node median <= 3 ms, ratio >= 5x.
 2. DDS transport latency (receive time - header.stamp) of 1280x1080 rgb8 at 30 Hz between two
    processes, best-effort and reliable, with the default Fast DDS configuration and with
-   ``offroad_seg_node/config/fastdds_large_images.xml``.
+   ``launch/config/fastdds_large_images.xml``.
 """
 
 from __future__ import annotations
@@ -47,12 +47,12 @@ def bench_host(frames: int) -> dict[str, float]:
     """Time the node's host path and the naive path on the same frames."""
     from sensor_msgs.msg import Image
 
+    from offroad_core.contract import DEFAULT_HEIGHT, DEFAULT_WIDTH
+    from offroad_core.engine import InferenceEngine
+    from offroad_core.imaging import resize_to_model
+    from offroad_core.segmentation.pipeline import FramePipeline
+    from offroad_core.testing import build_tiny_model
     from offroad_seg_node.conversions import array_to_image, class_fractions, message_to_rgb
-    from offroad_seg_node.pipeline import FramePipeline
-    from offroad_training.contract import DEFAULT_HEIGHT, DEFAULT_WIDTH
-    from offroad_training.engine import InferenceEngine
-    from offroad_training.imaging import resize_to_model
-    from offroad_training.tiny_models import build_tiny_model
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-seg-"))
     labels_model = build_tiny_model(tmp / "labels.onnx", DEFAULT_HEIGHT, DEFAULT_WIDTH)

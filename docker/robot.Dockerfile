@@ -30,24 +30,27 @@ RUN (userdel -r ubuntu 2>/dev/null || true) \
 
 WORKDIR /opt/offroad
 COPY requirements/constraints.txt requirements/constraints.txt
-COPY offroad_training offroad_training
+COPY offroad_core offroad_core
 COPY offroad_seg_msgs offroad_seg_msgs
 COPY offroad_seg_node offroad_seg_node
 COPY offroad_costmap offroad_costmap
+COPY offroad_replay offroad_replay
 COPY launch launch
 COPY colcon.meta colcon.meta
 
-# The venv sees apt's ROS 2 (system site packages) and holds the runtime core only (no torch:
-# training happens elsewhere). onnxruntime-qnn: aarch64 cp312 manylinux_2_34 wheel.
+# The venv sees apt's ROS 2 (system site packages) and holds the runtime core only: no torch,
+# no training code (offroad_training is not in this image). rosbags serves offroad_replay.
+# onnxruntime-qnn: aarch64 cp312 manylinux_2_34 wheel.
 RUN python3 -m venv --system-site-packages /opt/offroad/venv \
     && /opt/offroad/venv/bin/pip install --no-cache-dir -c requirements/constraints.txt \
         "onnxruntime==${ONNXRUNTIME_VERSION}" "onnxruntime-qnn==${ONNXRUNTIME_QNN_VERSION}" \
-        "setuptools<80" ./offroad_training
+        "setuptools<80" rosbags ./offroad_core
 
 # Build our ROS packages against /opt/ros/jazzy with the venv's interpreter.
 RUN source /opt/ros/jazzy/setup.bash \
     && source /opt/offroad/venv/bin/activate \
     && colcon build --base-paths offroad_seg_msgs offroad_seg_node offroad_costmap \
+        offroad_replay launch \
         --event-handlers console_cohesion- \
     && rm -rf build log
 
@@ -61,7 +64,7 @@ OccupancyGrid; from offroad_seg_msgs.msg import SegmentationInfo; CameraInfo(k=[
 import onnxruntime_qnn, os; assert os.path.isfile(onnxruntime_qnn.get_library_path())"
 
 # Large images over DDS: the shipped Fast DDS profile (64 MiB shared-memory segment).
-ENV FASTRTPS_DEFAULT_PROFILES_FILE=/opt/offroad/install/offroad_seg_node/share/offroad_seg_node/config/fastdds_large_images.xml \
+ENV FASTRTPS_DEFAULT_PROFILES_FILE=/opt/offroad/install/offroad_bringup/share/offroad_bringup/config/fastdds_large_images.xml \
     RMW_IMPLEMENTATION=rmw_fastrtps_cpp
 # The HTP skel libraries (libQnnHtpV73Skel.so) are loaded by the CDSP through FastRPC from
 # ADSP_LIBRARY_PATH: the onnxruntime-qnn wheel's library directory first, then the BSP's
@@ -78,4 +81,4 @@ RUN chmod 0755 /usr/local/bin/offroad-entrypoint && mkdir -p /models \
 
 USER ${USERNAME}
 ENTRYPOINT ["/usr/local/bin/offroad-entrypoint"]
-CMD ["ros2", "launch", "offroad_costmap", "offroad_perception.launch.py", "model:=/models/model_ctx.onnx"]
+CMD ["ros2", "launch", "offroad_bringup", "offroad_perception.launch.py", "model:=/models/model_ctx.onnx"]

@@ -23,6 +23,7 @@ RUN (userdel -r ubuntu 2>/dev/null || true) \
 WORKDIR /opt/offroad
 COPY requirements/constraints.txt requirements/constraints.txt
 COPY requirements/python.txt requirements/python.txt
+COPY offroad_core offroad_core
 COPY offroad_training offroad_training
 
 # torch first from the CUDA 12.8 index (local version +cu128 satisfies the ==2.13.0 pin), then
@@ -31,7 +32,7 @@ RUN python3 -m venv /opt/offroad/venv \
     && /opt/offroad/venv/bin/pip install --no-cache-dir --index-url "${TORCH_INDEX_URL}" \
         "torch==${TORCH_VERSION}" \
     && /opt/offroad/venv/bin/pip install --no-cache-dir -c requirements/constraints.txt \
-        "./offroad_training[train,hub]" \
+        ./offroad_core "./offroad_training[train,hub]" \
     && /opt/offroad/venv/bin/python -c "import torch; assert torch.version.cuda.startswith('12.8'), torch.version.cuda"
 
 ENV PATH=/opt/offroad/venv/bin:$PATH

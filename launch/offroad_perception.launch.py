@@ -1,6 +1,6 @@
 """Off-road perception on the robot: segmentation node + costmap node.
 
-    ros2 launch offroad_costmap offroad_perception.launch.py model:=/opt/offroad/model_ctx.onnx
+    ros2 launch offroad_bringup offroad_perception.launch.py model:=/opt/offroad/model_ctx.onnx
 
 (or ``ros2 launch launch/offroad_perception.launch.py ...`` from a checkout). Both nodes read
 ``params_file`` (default: ``config/robot.yaml`` next to this file); the launch arguments below

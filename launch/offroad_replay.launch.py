@@ -1,9 +1,10 @@
 """Replay a bag through the perception nodes with simulated time.
 
-    ros2 launch offroad_costmap offroad_replay.launch.py bag:=demo_bag model:=model_ctx.onnx
+    ros2 launch offroad_bringup offroad_replay.launch.py bag:=demo_bag model:=model_ctx.onnx
 
 Starts ``offroad_perception.launch.py`` (``use_sim_time:=true``, ``config/replay.yaml``) and the
-project's replay node ``bag_replay`` (the same as ``offroad replay``; it publishes ``/clock``).
+project's replay node (``offroad_replay``/``replay``, the same as ``offroad replay``; it
+publishes ``/clock``).
 The replay waits until the segmentation node subscribes to the image topic (the model is
 loaded) before it plays, so no frame is lost to start-up. On a machine with rosbag2 installed
 ``ros2 bag play BAG --clock`` does the same job as the replay node.
@@ -33,7 +34,7 @@ def _replay_node(context, *_args, **_kwargs) -> list:
                  "--wait-timeout", "120"]
     if value(LaunchConfiguration("loop")).lower() == "true":
         arguments.append("--loop")
-    return [Node(package="offroad_seg_node", executable="bag_replay", name="offroad_bag_replay",
+    return [Node(package="offroad_replay", executable="replay", name="offroad_bag_replay",
                  arguments=arguments, output="screen")]
 
 

@@ -24,11 +24,6 @@ setup(
     entry_points={
         "console_scripts": [
             "segmentation_node = offroad_seg_node.segmentation_node:main",
-            "bag_replay = offroad_seg_node.replay_node:main",
-        ],
-        # `offroad replay` (offroad_training.cli loads this group; no ROS import there).
-        "offroad.commands": [
-            "replay = offroad_seg_node.replay_node:register",
         ],
     },
 )

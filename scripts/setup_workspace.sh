@@ -19,10 +19,10 @@ STAMP="$VENV/.offroad-setup-stamp"
 
 if [ -f "$ROS_DISTRO_DIR/setup.bash" ]; then
   ros_source=apt
-  req_files="requirements/python.txt requirements/constraints.txt offroad_training/pyproject.toml"
+  req_files="requirements/python.txt requirements/constraints.txt offroad_core/pyproject.toml offroad_training/pyproject.toml"
 else
   ros_source=wheels
-  req_files="requirements/ros-jazzy-wheels.txt requirements/python.txt requirements/constraints.txt offroad_training/pyproject.toml"
+  req_files="requirements/ros-jazzy-wheels.txt requirements/python.txt requirements/constraints.txt offroad_core/pyproject.toml offroad_training/pyproject.toml"
 fi
 # shellcheck disable=SC2086
 want=$( { echo "$ros_source"; cat $req_files scripts/setup_workspace.sh; } | sha256sum | cut -d' ' -f1)
@@ -55,7 +55,7 @@ if [ "$ros_source" = wheels ]; then
 fi
 echo "setup: installing the project's Python dependencies"
 "${PIP[@]}" -r requirements/python.txt
-"${PIP[@]}" --no-build-isolation --no-deps -e offroad_training
+"${PIP[@]}" --no-build-isolation --no-deps -e offroad_core -e offroad_training
 
 if [ "$ros_source" = wheels ]; then
   # The message wheels' CMake exports name the wheel builder's interpreter and numpy paths.

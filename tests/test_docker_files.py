@@ -96,8 +96,8 @@ def test_robot_image_is_arm64_jazzy_with_the_qnn_runtime_of_the_project():
     assert "onnxruntime-qnn==${ONNXRUNTIME_QNN_VERSION}" in text
     env = " ".join(a for i, a in instructions if i == "ENV")
     profile = re.search(r"FASTRTPS_DEFAULT_PROFILES_FILE=(\S+)", env).group(1)
-    assert profile.endswith("share/offroad_seg_node/config/fastdds_large_images.xml")
-    assert (ROOT / "offroad_seg_node/config/fastdds_large_images.xml").is_file()
+    assert profile.endswith("share/offroad_bringup/config/fastdds_large_images.xml")
+    assert (ROOT / "launch/config/fastdds_large_images.xml").is_file()
     assert "ADSP_LIBRARY_PATH" in text
     assert "colcon build" in text
 

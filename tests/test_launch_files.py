@@ -17,14 +17,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from offroad_costmap.params import PARAMETERS as COSTMAP_PARAMETERS
-from offroad_seg_node.params import PARAMETERS as SEG_PARAMETERS
+from offroad_core.costmap.params import PARAMETERS as COSTMAP_PARAMETERS
+from offroad_core.segmentation.params import PARAMETERS as SEG_PARAMETERS
 
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCH = ROOT / "launch"
 INSTALL = ROOT / "install"
 LAUNCH_FILES = sorted(LAUNCH.glob("*.launch.py"))
-PARAMS_FILES = sorted((LAUNCH / "config").glob("*.yaml"))
+PARAMS_FILES = sorted(p for p in (LAUNCH / "config").glob("*.yaml")  # the nodes' files
+                      if not p.name.startswith("nav2_"))
 NODES = {  # node name -> (package, executable, declared parameter names)
     "offroad_segmentation": ("offroad_seg_node", "segmentation_node",
                              {s.name for s in SEG_PARAMETERS}),
@@ -98,8 +99,8 @@ def test_launch_file_names_only_what_exists(path):
             assert (LAUNCH / "config" / const).is_file(), f"{path.name}: missing {const}"
         if isinstance(const, str) and const.endswith(".launch.py"):
             assert (LAUNCH / const).is_file(), f"{path.name}: missing {const}"
-    # installed with offroad_costmap (ros2 launch offroad_costmap <file>)
-    installed = INSTALL / "offroad_costmap/share/offroad_costmap/launch" / path.name
+    # installed with offroad_costmap (ros2 launch offroad_bringup <file>)
+    installed = INSTALL / "offroad_bringup/share/offroad_bringup/launch" / path.name
     assert installed.is_file() and installed.read_text() == path.read_text()
 
 
@@ -121,7 +122,7 @@ def test_launch_arguments_are_described_and_declared(path):
 
 
 def test_installed_params_files():
-    share = INSTALL / "offroad_costmap/share/offroad_costmap/launch/config"
+    share = INSTALL / "offroad_bringup/share/offroad_bringup/config"
     for path in PARAMS_FILES:
         assert (share / path.name).read_text() == path.read_text()
 
@@ -208,7 +209,7 @@ def _check_running_node(node, params, proc, fqn):
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
-    from offroad_training.tiny_models import build_tiny_model
+    from offroad_core.testing import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("model") / "tiny.onnx", confidence=True)
 

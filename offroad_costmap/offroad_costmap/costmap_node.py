@@ -31,22 +31,22 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
-from offroad_costmap.categories import CategoryError, LabelTable
-from offroad_costmap.fusion import EvidenceGrid, Pose2D, PoseHistory, yaw_from_quaternion
-from offroad_costmap.messages import (
+from offroad_core.camera import Camera
+from offroad_core.costmap.categories import CategoryError, LabelTable
+from offroad_core.costmap.fusion import EvidenceGrid, Pose2D, PoseHistory, yaw_from_quaternion
+from offroad_core.costmap.params import PARAMETERS, ConfigError, CostmapConfig, validate
+from offroad_core.costmap.projection import GroundProjector, ProjectionError, ProjectionTables
+from offroad_core.params import descriptor
+from offroad_core.stamps import stamp_seconds
+from offroad_costmap.conversions import (
     InputError,
     debug_image,
     intrinsics_from_camera_info,
     labels_from_image,
     obstacle_cloud,
     occupancy_grid,
-    stamp_seconds,
 )
-from offroad_costmap.params import PARAMETERS, ConfigError, CostmapConfig, validate
-from offroad_costmap.projection import GroundProjector, ProjectionError, ProjectionTables
 from offroad_seg_msgs.msg import SegmentationInfo
-from offroad_seg_node.param_spec import descriptor
-from offroad_training.camera import Camera
 
 NODE_NAME = "offroad_costmap"
 EXIT_CONFIG_ERROR = 2

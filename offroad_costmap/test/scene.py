@@ -1,6 +1,6 @@
 """Ray-cast test scenes independent of the costmap code: a flat ground with class regions and
 vertical obstacles (cylinders and boxes) of known footprint and height, rendered through
-``offroad_training.camera.Camera`` at pixel centres.
+``offroad_core.camera.Camera`` at pixel centres.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from offroad_training.camera import Camera
+from offroad_core.camera import Camera
 
 SKY = 6
 

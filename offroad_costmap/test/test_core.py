@@ -9,7 +9,7 @@ import yaml
 from builtin_interfaces.msg import Time
 from sensor_msgs.msg import CameraInfo, Image
 
-from offroad_costmap.categories import (
+from offroad_core.costmap.categories import (
     LEVELS,
     CategoryError,
     CategoryValues,
@@ -17,19 +17,19 @@ from offroad_costmap.categories import (
     default_categories,
     parse_overrides,
 )
-from offroad_costmap.fusion import EvidenceGrid, Pose2D, PoseHistory, yaw_from_quaternion
-from offroad_costmap.grid import GridGeometry
-from offroad_costmap.messages import (
+from offroad_core.costmap.fusion import EvidenceGrid, Pose2D, PoseHistory, yaw_from_quaternion
+from offroad_core.costmap.grid import GridGeometry
+from offroad_core.costmap.params import PARAMETERS, ConfigError, validate
+from offroad_core.ontology import CLASS_NAMES, Category
+from offroad_core.stamps import stamp_seconds
+from offroad_costmap.conversions import (
     InputError,
     debug_image,
     intrinsics_from_camera_info,
     labels_from_image,
     obstacle_cloud,
     occupancy_grid,
-    stamp_seconds,
 )
-from offroad_costmap.params import PARAMETERS, ConfigError, validate
-from offroad_training.ontology import CLASS_NAMES, Category
 
 # ------------------------------------------------------------------ categories
 
@@ -248,6 +248,7 @@ def test_grid_cloud_and_debug_image_messages():
 # ------------------------------------------------------------------ shipped configuration
 
 CONFIG = Path(__file__).parents[1] / "config"
+BRINGUP_CONFIG = Path(__file__).resolve().parents[2] / "launch" / "config"
 
 
 def test_params_file_lists_every_parameter_with_its_default():
@@ -260,7 +261,7 @@ def test_params_file_lists_every_parameter_with_its_default():
 
 
 def test_nav2_example_reads_our_grid_correctly():
-    costmap = yaml.safe_load((CONFIG / "nav2_local_costmap.yaml").read_text())
+    costmap = yaml.safe_load((BRINGUP_CONFIG / "nav2_local_costmap.yaml").read_text())
     params = costmap["local_costmap"]["local_costmap"]["ros__parameters"]
     defaults = {s.name: s.default for s in PARAMETERS}
     assert params["track_unknown_space"] is True and params["trinary_costmap"] is False

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 from scipy.ndimage import binary_dilation
 
-from offroad_costmap.categories import LEVELS, CategoryValues, LabelTable, default_categories
-from offroad_costmap.grid import GridGeometry
-from offroad_costmap.projection import GroundProjector, ProjectionTables
+from offroad_core.camera import Camera, CameraIntrinsics, CameraPose
+from offroad_core.costmap.categories import LEVELS, CategoryValues, LabelTable, default_categories
+from offroad_core.costmap.grid import GridGeometry
+from offroad_core.costmap.projection import GroundProjector, ProjectionTables
+from offroad_core.ontology import CLASS_NAMES, CLASSES, Category
 from offroad_costmap.test.scene import Obstacle, Scene
-from offroad_training.camera import Camera, CameraIntrinsics, CameraPose
-from offroad_training.ontology import CLASS_NAMES, CLASSES, Category
 
 K = [380.0, 0.0, 322.0, 0.0, 385.0, 270.0, 0.0, 0.0, 1.0]
 PINHOLE = CameraIntrinsics.from_fov(640, 544, 90)

@@ -17,13 +17,13 @@ import numpy as np
 import pytest
 from diagnostic_msgs.msg import DiagnosticStatus
 
-from offroad_costmap.categories import LabelTable
-from offroad_costmap.grid import GridGeometry
-from offroad_costmap.params import validate
-from offroad_costmap.projection import GroundProjector, ProjectionTables
+from offroad_core.camera import Camera, CameraIntrinsics
+from offroad_core.costmap.categories import LabelTable
+from offroad_core.costmap.grid import GridGeometry
+from offroad_core.costmap.params import validate
+from offroad_core.costmap.projection import GroundProjector, ProjectionTables
+from offroad_core.ontology import CLASS_NAMES, CLASSES
 from offroad_costmap.test.scene import Scene
-from offroad_training.camera import Camera, CameraIntrinsics
-from offroad_training.ontology import CLASS_NAMES, CLASSES
 
 pytestmark = pytest.mark.ros
 

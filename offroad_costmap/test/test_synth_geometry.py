@@ -19,11 +19,11 @@ import numpy as np
 import pytest
 from scipy.ndimage import distance_transform_edt
 
-from offroad_costmap.categories import LEVELS, CategoryValues, LabelTable, default_categories
-from offroad_costmap.grid import GridGeometry
-from offroad_costmap.projection import GroundProjector, ProjectionTables
-from offroad_training.camera import Camera, CameraIntrinsics, CameraPose
-from offroad_training.ontology import CLASS_NAMES, CLASSES, Category, class_id
+from offroad_core.camera import Camera, CameraIntrinsics, CameraPose
+from offroad_core.costmap.categories import LEVELS, CategoryValues, LabelTable, default_categories
+from offroad_core.costmap.grid import GridGeometry
+from offroad_core.costmap.projection import GroundProjector, ProjectionTables
+from offroad_core.ontology import CLASS_NAMES, CLASSES, Category, class_id
 
 synth = pytest.importorskip("offroad_training.synth")
 

@@ -1,6 +1,6 @@
 """Message <-> array conversions of the segmentation node (message packages only, no rclpy).
 
-All pixel work goes through :mod:`offroad_training.imaging`. Outgoing images are filled with
+All pixel work goes through :mod:`offroad_core.imaging`. Outgoing images are filled with
 ``bytes`` (``array.tobytes()``): assigning a numpy array to ``msg.data`` costs ~185 ms per
 1280x1080 frame in rclpy, ``tobytes()`` under 1 ms (DESIGN.md section 3).
 """
@@ -12,10 +12,10 @@ import numpy as np
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 
+from offroad_core.camera import rescale_k, rescale_p, scale_factors
+from offroad_core.contract import ModelContract
+from offroad_core.imaging import decode_compressed, decode_image
 from offroad_seg_msgs.msg import SegmentationInfo
-from offroad_seg_node.camera_info import rescale_k, rescale_p, scale_factors
-from offroad_training.contract import ModelContract
-from offroad_training.imaging import decode_compressed, decode_image
 
 
 def message_to_rgb(msg: Image | CompressedImage) -> np.ndarray:
@@ -65,7 +65,7 @@ def info_message(contract: ModelContract, provider: str, sha256: str,
 def rescale_camera_info(info: CameraInfo, width: int, height: int, header: Header) -> CameraInfo:
     """Return ``info`` rescaled to ``width`` x ``height`` (the label image) with ``header``.
 
-    K and P follow the resize (see :mod:`offroad_seg_node.camera_info`); D, R and the
+    K and P follow the resize (see :mod:`offroad_core.camera`); D, R and the
     distortion model are unchanged; binning and ROI are reset (the labels cover the full image).
     Raises ValueError for a CameraInfo without a size.
     """

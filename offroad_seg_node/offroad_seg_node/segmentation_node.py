@@ -30,6 +30,18 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 
+from offroad_core.engine import EngineError, InferenceEngine
+from offroad_core.imaging import ImageDecodeError
+from offroad_core.params import descriptor
+from offroad_core.segmentation.overlay import blend_overlay, palette_lut
+from offroad_core.segmentation.params import (
+    PARAMETERS,
+    ConfigError,
+    NodeConfig,
+    check_against_model,
+    validate,
+)
+from offroad_core.segmentation.pipeline import FramePipeline
 from offroad_seg_msgs.msg import SegmentationInfo, SegmentationStats
 from offroad_seg_node.conversions import (
     array_to_image,
@@ -41,18 +53,6 @@ from offroad_seg_node.conversions import (
 from offroad_seg_node.counters import FrameCounters
 from offroad_seg_node.diagnostics import diagnostic_status
 from offroad_seg_node.frame_slot import LatestFrameSlot
-from offroad_seg_node.overlay import blend_overlay, palette_lut
-from offroad_seg_node.param_spec import descriptor
-from offroad_seg_node.params import (
-    PARAMETERS,
-    ConfigError,
-    NodeConfig,
-    check_against_model,
-    validate,
-)
-from offroad_seg_node.pipeline import FramePipeline
-from offroad_training.engine import EngineError, InferenceEngine
-from offroad_training.imaging import ImageDecodeError
 
 NODE_NAME = "offroad_segmentation"
 EXIT_CONFIG_ERROR = 2

@@ -9,7 +9,10 @@ import pytest
 from sensor_msgs.msg import CameraInfo
 from std_msgs.msg import Header
 
-from offroad_seg_node.camera_info import rescale_k, scale_factors
+from offroad_core.camera import rescale_k, scale_factors
+from offroad_core.contract import ModelContract
+from offroad_core.segmentation.overlay import blend_overlay, palette_lut
+from offroad_core.segmentation.params import PARAMETERS, ConfigError, check_against_model, validate
 from offroad_seg_node.conversions import (
     array_to_image,
     class_fractions,
@@ -19,9 +22,6 @@ from offroad_seg_node.conversions import (
 from offroad_seg_node.counters import FrameCounters
 from offroad_seg_node.diagnostics import diagnostic_status
 from offroad_seg_node.frame_slot import LatestFrameSlot
-from offroad_seg_node.overlay import blend_overlay, palette_lut
-from offroad_seg_node.params import PARAMETERS, ConfigError, check_against_model, validate
-from offroad_training.contract import ModelContract
 
 
 def test_slot_keeps_only_the_latest_frame_and_reports_drops():

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from offroad_training import imaging
-from offroad_training.engine import InferenceEngine
-from offroad_training.tiny_models import build_tiny_model
+from offroad_core import imaging
+from offroad_core.engine import InferenceEngine
+from offroad_core.testing import build_tiny_model
 
 pytestmark = pytest.mark.ros
 

@@ -15,9 +15,9 @@ import numpy as np
 import psutil
 import pytest
 
-from offroad_training import imaging
-from offroad_training.engine import InferenceEngine
-from offroad_training.tiny_models import build_tiny_model
+from offroad_core import imaging
+from offroad_core.engine import InferenceEngine
+from offroad_core.testing import build_tiny_model
 
 pytestmark = pytest.mark.ros
 
@@ -306,7 +306,7 @@ def test_bad_raw_input_is_counted_by_reason_and_the_node_keeps_going(model):
     (lambda d, m: (d / "cut.onnx").write_bytes(m.read_bytes()[:200]) and d / "cut.onnx",
      "corrupt or truncated"),
     (lambda d, m: build_tiny_model(d / "bad.onnx", 32, 40, contract=__import__(
-        "offroad_training.contract", fromlist=["ModelContract"]).ModelContract(height=48,
+        "offroad_core.contract", fromlist=["ModelContract"]).ModelContract(height=48,
                                                                                width=40)),
      "contract mismatch"),
 ])

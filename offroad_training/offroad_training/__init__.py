@@ -1,8 +1,9 @@
-"""Off-road perception core: ontology, datasets, training, evaluation and deployment.
+"""Off-road perception model factory: datasets, synthetic world, training, export, quantization,
+compilation and the ``offroad`` command.
 
-No ROS import anywhere in this package. The runtime core that the ROS nodes share
-(:mod:`ontology`, :mod:`contract`, :mod:`camera`, :mod:`imaging`, :mod:`engine`) needs only
-numpy, OpenCV and onnxruntime; training and export need the ``train`` extra (torch).
+No ROS import anywhere in this package. It builds on the runtime core :mod:`offroad_core`
+(ontology, contract, camera, imaging, engine, evaluator) and never the reverse; training and
+export need the ``train`` extra (torch).
 """
 
 __version__ = "0.1.0"

@@ -3,8 +3,8 @@ import sys
 
 import pytest
 
+from offroad_core.atomic import atomic_path, atomic_write_text
 from offroad_training import cli
-from offroad_training.atomic import atomic_path, atomic_write_text
 
 
 def test_atomic_write_replaces_whole_file(tmp_path):

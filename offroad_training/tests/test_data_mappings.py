@@ -2,8 +2,8 @@
 
 import pytest
 
+from offroad_core.ontology import CLASS_NAMES
 from offroad_training.data.mappings import get_mapping
-from offroad_training.ontology import CLASS_NAMES
 
 # The published class lists, written out independently of the tables under test.
 RELLIS3D = {0: "void", 1: "dirt", 3: "grass", 4: "tree", 5: "pole", 6: "water", 7: "sky",

@@ -25,12 +25,12 @@ from onnx import TensorProto
 synth = pytest.importorskip("offroad_training.synth")
 unified = pytest.importorskip("offroad_training.data.unified")
 
+from offroad_core.engine import InferenceEngine  # noqa: E402
+from offroad_core.evaluation import evaluate  # noqa: E402
 from offroad_training.deploy.compile import compile_context  # noqa: E402
 from offroad_training.deploy.export import export_checkpoint, torch_logits  # noqa: E402
 from offroad_training.deploy.quantize import quantize_dataset  # noqa: E402
 from offroad_training.deploy.report import markdown, quantize_report  # noqa: E402
-from offroad_training.engine import InferenceEngine  # noqa: E402
-from offroad_training.evaluation import evaluate  # noqa: E402
 from offroad_training.model.ddrnet import load_checkpoint  # noqa: E402
 
 # The fixture trains ~240 steps (~2 min on 2 idle cores); on the shared 2-core machine it took

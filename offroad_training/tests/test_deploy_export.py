@@ -10,10 +10,10 @@ import pytest
 import torch
 from onnx import TensorProto
 
+from offroad_core.contract import read_contract
+from offroad_core.engine import InferenceEngine
 from offroad_training.cli import main
-from offroad_training.contract import read_contract
 from offroad_training.deploy.export import ExportError, export_model, torch_logits
-from offroad_training.engine import InferenceEngine
 from offroad_training.model.ddrnet import DDRNet23Slim
 
 H, W = 136, 160

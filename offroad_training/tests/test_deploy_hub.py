@@ -10,13 +10,13 @@ from typing import Any
 import numpy as np
 import pytest
 
+from offroad_core.contract import read_contract
+from offroad_core.engine import InferenceEngine, sha256_file
+from offroad_core.testing import build_tiny_model
 from offroad_training.cli import main
-from offroad_training.contract import read_contract
 from offroad_training.deploy.compile import compile_context
 from offroad_training.deploy.hub import COMPILE_OPTIONS, HubError, hub_compile
 from offroad_training.deploy.quantize import quantize_model
-from offroad_training.engine import InferenceEngine, sha256_file
-from offroad_training.tiny_models import build_tiny_model
 
 H, W = 64, 80
 

@@ -15,8 +15,10 @@ import pytest
 import torch
 from onnx import TensorProto
 
+from offroad_core.contract import read_contract
+from offroad_core.engine import InferenceEngine, sha256_file
+from offroad_core.testing import build_tiny_model
 from offroad_training.cli import main
-from offroad_training.contract import read_contract
 from offroad_training.deploy.compile import CompileError, check_context_model, compile_context
 from offroad_training.deploy.export import export_model
 from offroad_training.deploy.quantize import (
@@ -25,9 +27,7 @@ from offroad_training.deploy.quantize import (
     quantize_model,
 )
 from offroad_training.deploy.report import markdown, quantize_report
-from offroad_training.engine import InferenceEngine, sha256_file
 from offroad_training.model.ddrnet import DDRNet23Slim
-from offroad_training.tiny_models import build_tiny_model
 
 H, W = 64, 80
 

@@ -75,7 +75,7 @@ def test_bad_storage_and_distorted_camera_info(tmp_path):
     from rosbags.rosbag2 import Reader
     from rosbags.typesys import Stores, get_typestore
 
-    from offroad_training.camera import Camera, CameraIntrinsics, CameraPose
+    from offroad_core.camera import Camera, CameraIntrinsics, CameraPose
 
     world = synth.SyntheticWorld.generate(1)
     with pytest.raises(ValueError, match="storage"):

@@ -6,9 +6,9 @@ import cv2
 import numpy as np
 import pytest
 
+from offroad_core.camera import Camera, CameraIntrinsics, CameraPose
+from offroad_core.ontology import NUM_CLASSES
 from offroad_training import synth
-from offroad_training.camera import Camera, CameraIntrinsics, CameraPose
-from offroad_training.ontology import NUM_CLASSES
 from offroad_training.synth.world import OBSTACLE, SKY
 
 GROUND = (0, 1, 2, 4)

@@ -22,7 +22,7 @@ from offroad_training.train.config import config_path, load_config  # noqa: E402
 
 def _write_synthetic(root: Path, n_train: int, n_val: int, width: int, height: int) -> Path:
     """Render synthetic frames and write them in the unified on-disk format."""
-    from offroad_training import ontology
+    from offroad_core import ontology
 
     for sub in ("images", "labels", "splits"):
         (root / sub).mkdir(parents=True, exist_ok=True)
@@ -56,7 +56,7 @@ def _log(path: Path) -> list[dict]:
 def _chance_miou(root: Path, height: int, width: int) -> float:
     """mIoU of the better of two guessers on the val split: uniform random labels, and the
     best single constant class (measured with THE evaluator at the training's eval size)."""
-    from offroad_training.evaluation import evaluate
+    from offroad_core.evaluation import evaluate
 
     dataset = unified.UnifiedDataset(root, "val")
     rng = np.random.default_rng(0)

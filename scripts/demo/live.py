@@ -172,7 +172,7 @@ def _read_ground_truth(bag: Path) -> dict[str, dict[int, Any]]:
 
 def _truth_on_grid(gt_map: Any, geometry: Any, table: Any, level_lut: np.ndarray) -> np.ndarray:
     """Ground-truth class map resampled onto our grid's cells, as OccupancyGrid values."""
-    from offroad_costmap.grid import GridGeometry
+    from offroad_core.costmap.grid import GridGeometry
 
     info = gt_map.info
     truth = GridGeometry(float(info.resolution), int(info.width), int(info.height),
@@ -197,14 +197,13 @@ def _percentiles(values: list[float]) -> dict[str, float | None]:
 
 
 def _score(rec: Recorder, truth: dict[str, dict[int, Any]], out: Path) -> dict[str, Any]:
-    from offroad_costmap.bag_evaluation import GridScorer
-    from offroad_costmap.categories import CategoryValues, LabelTable, default_categories
-    from offroad_costmap.grid import GridGeometry
-    from offroad_costmap.messages import grid_picture
-    from offroad_seg_node.overlay import blend_overlay, palette_lut
-    from offroad_training import ontology
-    from offroad_training.evaluation import ConfusionMatrix
-    from offroad_training.imaging import resize_labels, resize_to_model
+    from offroad_core import ontology
+    from offroad_core.costmap.categories import CategoryValues, LabelTable, default_categories
+    from offroad_core.costmap.grid import GridGeometry, grid_picture
+    from offroad_core.evaluation import ConfusionMatrix
+    from offroad_core.imaging import resize_labels, resize_to_model
+    from offroad_core.segmentation.overlay import blend_overlay, palette_lut
+    from offroad_replay.evaluate_bag import GridScorer
 
     info = rec.info
     names = list(info.class_names) if info is not None else list(ontology.CLASS_NAMES)
@@ -365,7 +364,7 @@ def run_live(bag: Path, model: Path, out: Path, logs: Path, rate: float = 1.0,
         for p in (seg, costmap):
             _stop(p)
         rec.close()
-    from offroad_training.atomic import atomic_write_text
+    from offroad_core.atomic import atomic_write_text
 
     atomic_write_text(out / "result.json", json.dumps(result, indent=2) + "\n")
     return result

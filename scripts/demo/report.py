@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from offroad_training.atomic import atomic_write_text
+from offroad_core.atomic import atomic_write_text
 
 STYLE = """
 body { font-family: sans-serif; margin: 2em; max-width: 1200px; }

@@ -5,8 +5,8 @@ import hashlib
 import numpy as np
 from sensor_msgs.msg import Image
 
+from offroad_core import ontology
 from offroad_seg_msgs.msg import SegmentationInfo, SegmentationStats
-from offroad_training import ontology
 
 IMAGE_WIDTH, IMAGE_HEIGHT = 1280, 1080
 

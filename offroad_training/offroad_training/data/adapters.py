@@ -38,10 +38,10 @@ from typing import Any
 import cv2
 import numpy as np
 
+from offroad_core.ontology import IGNORE_INDEX
 from offroad_training.data.mappings import DatasetMapping, SourceClass, get_mapping
 from offroad_training.data.mappings.goose import LABEL_MAPPING_FILE
 from offroad_training.data.mappings.rugd import COLORMAP_FILE
-from offroad_training.ontology import IGNORE_INDEX
 
 DATASETS = ("rellis3d", "rugd", "goose")
 UNKNOWN = 254  # LUT sentinel for "value in no table" (never an ontology id)

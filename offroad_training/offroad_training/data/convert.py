@@ -35,7 +35,7 @@ from typing import Any
 
 import cv2
 
-from offroad_training.atomic import atomic_write_text
+from offroad_core.atomic import atomic_write_text
 from offroad_training.data.adapters import Adapter, AdapterError, SourcePair, get_adapter
 from offroad_training.data.unified import (
     DEFAULT_JPEG_QUALITY,

@@ -28,8 +28,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from offroad_training import ontology
-from offroad_training.atomic import atomic_path
+from offroad_core import ontology
+from offroad_core.atomic import atomic_path
+from offroad_core.ontology import CLASS_NAMES
 from offroad_training.data.unified import (
     IMAGE_SUFFIX,
     IMAGES_DIR,
@@ -42,7 +43,6 @@ from offroad_training.data.unified import (
     available_splits,
     read_split,
 )
-from offroad_training.ontology import CLASS_NAMES
 
 DEFAULT_VAL = "rellis3d:test"
 DEFAULT_TRAIN_SPLITS = ("train", "val")

@@ -5,9 +5,9 @@ Layout::
 
     ROOT/images/<id>.jpg        RGB JPEG (any size; the converters write the base size)
     ROOT/labels/<id>.png        uint8 single channel, same size as the image,
-                                ids 0..6 of offroad_training.ontology, 255 = ignore
+                                ids 0..6 of offroad_core.ontology, 255 = ignore
     ROOT/splits/<split>.txt     one id per line (train, val, test ...), sorted
-    ROOT/ontology.json          offroad_training.ontology.export()
+    ROOT/ontology.json          offroad_core.ontology.export()
     ROOT/stats.json             counts, class pixel frequencies per split, unknown labels, skipped
     (synthetic only: camera.json, topdown/<id>.png, topdown.json; see offroad_training.synth)
 
@@ -45,9 +45,9 @@ from typing import Any
 import cv2
 import numpy as np
 
-from offroad_training import ontology
-from offroad_training.atomic import atomic_write_bytes, atomic_write_text
-from offroad_training.ontology import CLASS_NAMES, IGNORE_INDEX, NUM_CLASSES
+from offroad_core import ontology
+from offroad_core.atomic import atomic_write_bytes, atomic_write_text
+from offroad_core.ontology import CLASS_NAMES, IGNORE_INDEX, NUM_CLASSES
 
 IMAGES_DIR = "images"
 LABELS_DIR = "labels"

@@ -12,7 +12,7 @@ import json
 import sys
 from pathlib import Path
 
-from offroad_training.contract import DEFAULT_HEIGHT, DEFAULT_WIDTH
+from offroad_core.contract import DEFAULT_HEIGHT, DEFAULT_WIDTH
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -114,7 +114,7 @@ def run_export(args: argparse.Namespace) -> int:
 
 def run_quantize(args: argparse.Namespace) -> int:
     """Entry point of ``offroad quantize``."""
-    from offroad_training.contract import ContractError
+    from offroad_core.contract import ContractError
     from offroad_training.data.unified import DatasetError, UnifiedDataset
     from offroad_training.deploy.quantize import QuantizeError, quantize_dataset
 
@@ -130,7 +130,7 @@ def run_quantize(args: argparse.Namespace) -> int:
 
 def run_compile(args: argparse.Namespace) -> int:
     """Entry point of ``offroad compile``."""
-    from offroad_training.contract import ContractError
+    from offroad_core.contract import ContractError
     from offroad_training.deploy.compile import CompileError, compile_context
 
     try:
@@ -146,9 +146,9 @@ def run_compile(args: argparse.Namespace) -> int:
 
 def run_report(args: argparse.Namespace) -> int:
     """Entry point of ``offroad quantize-report``."""
+    from offroad_core.engine import EngineError
     from offroad_training.data.unified import DatasetError, UnifiedDataset
     from offroad_training.deploy.report import ReportError, quantize_report, write_report
-    from offroad_training.engine import EngineError
 
     try:
         dataset = UnifiedDataset(args.data, args.split)

@@ -11,7 +11,7 @@ DESIGN.md section 3) with:
 
 The result is checked: exactly one ``EPContext`` node, input ``image`` uint8 (1, H, W, 3), output
 ``labels`` uint8 (1, H, W) (plus ``confidence`` uint8). Its metadata is the source model's
-contract plus :class:`~offroad_training.contract.QnnInfo` (onnxruntime-qnn and QAIRT versions,
+contract plus :class:`~offroad_core.contract.QnnInfo` (onnxruntime-qnn and QAIRT versions,
 SoC model, HTP arch, precision, sha256 of the ``.bin``). Both files are written atomically, the
 ``.bin`` first, so a reader never sees an ``.onnx`` pointing at a missing or partial binary.
 
@@ -28,7 +28,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from offroad_training.contract import (
+from offroad_core.contract import (
     CONFIDENCE_OUTPUT,
     INPUT_NAME,
     LABELS_OUTPUT,
@@ -142,8 +142,8 @@ def compile_context(source: str | Path, out: str | Path, *, soc_model: int = DEF
     import onnx
     import onnxruntime as ort
 
-    from offroad_training.atomic import atomic_path, atomic_write_bytes
-    from offroad_training.engine import (
+    from offroad_core.atomic import atomic_path, atomic_write_bytes
+    from offroad_core.engine import (
         EngineError,
         _qnn_devices,
         installed_qnn_versions,

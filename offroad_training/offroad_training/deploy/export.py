@@ -1,6 +1,6 @@
 """``offroad export onnx``: a training checkpoint -> the deploy ONNX graph (opset 17).
 
-Graph (the deploy contract of :mod:`offroad_training.contract`)::
+Graph (the deploy contract of :mod:`offroad_core.contract`)::
 
     image uint8 (1, H, W, 3) RGB -> Cast -> x / 255 -> Transpose -> (x - mean) / std
       -> DDRNet23-slim (BN folded into the convs) -> logits at 1/8 (1, C, H/8, W/8)
@@ -54,7 +54,7 @@ from typing import Any
 
 import numpy as np
 
-from offroad_training.contract import (
+from offroad_core.contract import (
     CONFIDENCE_OUTPUT,
     DEFAULT_HEIGHT,
     DEFAULT_WIDTH,
@@ -136,8 +136,8 @@ def export_model(model: Any, out: str | Path, *, height: int = DEFAULT_HEIGHT,
     import onnxscript.optimizer
     import torch
 
-    from offroad_training.atomic import atomic_write_bytes
-    from offroad_training.provenance import provenance
+    from offroad_core.atomic import atomic_write_bytes
+    from offroad_core.provenance import provenance
 
     base = contract or ModelContract()
     num_classes = int(model.num_classes)

@@ -17,7 +17,7 @@ Flow (each step is a job on the service; their ids go into the metadata):
 3. profile (unless ``--no-profile``): on-device latency, recorded in the metadata.
 
 The downloaded model is checked like a local build (single EPContext node, uint8 I/O) and
-written with the same contract and :class:`~offroad_training.contract.QnnInfo` as
+written with the same contract and :class:`~offroad_core.contract.QnnInfo` as
 ``offroad compile`` (QAIRT version as reported by the job, or "hub").
 
 Tested with an injected fake client up to the client calls; the real service was not reachable
@@ -34,7 +34,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from offroad_training.contract import QnnInfo, read_contract, write_contract
+from offroad_core.contract import QnnInfo, read_contract, write_contract
 
 DEFAULT_DEVICE = "Dragonwing IQ-9075 EVK"
 COMPILE_OPTIONS = "--target_runtime precompiled_qnn_onnx"
@@ -126,9 +126,9 @@ def hub_compile(onnx_path: str | Path, out: str | Path, *, device: str = DEFAULT
     """
     import onnx
 
-    from offroad_training.atomic import atomic_path, atomic_write_bytes
+    from offroad_core.atomic import atomic_path, atomic_write_bytes
+    from offroad_core.engine import sha256_file
     from offroad_training.deploy.compile import _precision_of
-    from offroad_training.engine import sha256_file
 
     onnx_path, out = Path(onnx_path), Path(out)
     contract = read_contract(onnx_path)
@@ -181,7 +181,7 @@ def hub_compile(onnx_path: str | Path, out: str | Path, *, device: str = DEFAULT
 
 
 def _installed_ort_qnn() -> str:
-    from offroad_training.engine import installed_qnn_versions
+    from offroad_core.engine import installed_qnn_versions
 
     versions = installed_qnn_versions()
     return versions[0] if versions else "unknown"

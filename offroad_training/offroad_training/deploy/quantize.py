@@ -18,7 +18,7 @@ Integer I/O (why this module edits the graph around the quantiser):
 
 Calibration: a seeded random subset of ``num`` images of a dataset (``.ids``, ``.load(id)``,
 e.g. ``data.unified.UnifiedDataset(root, "train")``), resized exactly as in deployment
-(:func:`offroad_training.imaging.resize_to_model`).
+(:func:`offroad_core.imaging.resize_to_model`).
 
 Precision (weights always int8 symmetric per-channel; graph I/O always uint8):
 
@@ -52,7 +52,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from offroad_training.contract import (
+from offroad_core.contract import (
     CONFIDENCE_OUTPUT,
     INPUT_NAME,
     ModelContract,
@@ -98,7 +98,7 @@ def calibration_ids(ids: Sequence[str], num: int, seed: int = 0) -> list[str]:
 def calibration_images(dataset: CalibrationSource, num: int, height: int, width: int,
                        seed: int = 0) -> list[np.ndarray]:
     """Load and resize (as deployment does) the seeded calibration subset; uint8 (H, W, 3)."""
-    from offroad_training.imaging import resize_to_model
+    from offroad_core.imaging import resize_to_model
 
     return [resize_to_model(dataset.load(i)[0], width, height)
             for i in calibration_ids(dataset.ids, num, seed)]
@@ -301,8 +301,8 @@ def quantize_model(onnx_path: str | Path, images: Sequence[np.ndarray], out: str
     from onnxruntime.quantization import CalibrationMethod, QuantType, quantize
     from onnxruntime.quantization.execution_providers.qnn import get_qnn_qdq_config
 
-    from offroad_training.atomic import atomic_write_bytes
-    from offroad_training.provenance import provenance
+    from offroad_core.atomic import atomic_write_bytes
+    from offroad_core.provenance import provenance
 
     if precision not in PRECISIONS:
         raise QuantizeError(f"precision {precision!r} is not one of {PRECISIONS}")

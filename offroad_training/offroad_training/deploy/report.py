@@ -1,8 +1,8 @@
 """``offroad quantize-report``: did quantisation destroy a class?
 
 Scores the FP32 ONNX model (CPU), the QDQ model (CPU) and the QNN context binary (QNN EP,
-HTP backend, emulated on x86_64) with THE evaluator (:func:`offroad_training.evaluation.evaluate`)
-through :class:`offroad_training.engine.InferenceEngine`, on the same images in the same order.
+HTP backend, emulated on x86_64) with THE evaluator (:func:`offroad_core.evaluation.evaluate`)
+through :class:`offroad_core.engine.InferenceEngine`, on the same images in the same order.
 
 For each quantised model and class: IoU, delta to FP32 in points, and a flag when
 
@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from offroad_training.evaluation import EvalResult, LabelledDataset, evaluate
+from offroad_core.evaluation import EvalResult, LabelledDataset, evaluate
 
 
 class ReportError(ValueError):
@@ -60,7 +60,7 @@ def quantize_report(fp32: str | Path, dataset: LabelledDataset, *, qdq: str | Pa
     """
     import time
 
-    from offroad_training.engine import InferenceEngine
+    from offroad_core.engine import InferenceEngine
 
     factory = engine_factory or (lambda p, prov: InferenceEngine(p, provider=prov))
     models = [("fp32", Path(fp32), "cpu")]
@@ -168,8 +168,8 @@ def markdown(report: dict[str, Any]) -> str:
 
 def write_report(report: dict[str, Any], out: str | Path) -> tuple[Path, Path]:
     """Write ``out`` (JSON with provenance) and ``out`` with suffix ``.md``, atomically."""
-    from offroad_training.atomic import atomic_write_text
-    from offroad_training.provenance import provenance
+    from offroad_core.atomic import atomic_write_text
+    from offroad_core.provenance import provenance
 
     out = Path(out)
     json_path = atomic_write_text(out, json.dumps({**report, "provenance": provenance()},

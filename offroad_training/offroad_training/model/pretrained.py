@@ -235,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--export-qai-hub", metavar="OUT.pth", required=True,
                         help="write qai-hub-models' DDRNet23-slim state dict here")
     args = parser.parse_args(argv)
-    from offroad_training.atomic import atomic_path
+    from offroad_core.atomic import atomic_path
 
     state = qai_hub_state_dict()
     kind, classes = classify_state_dict(state)

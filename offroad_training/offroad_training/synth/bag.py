@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from offroad_training.camera import Camera
+from offroad_core.camera import Camera
 from offroad_training.synth.render import SyntheticFrame
 
 TOPICS = {
@@ -59,7 +59,7 @@ def camera_to_dict(camera: Camera) -> dict:
 
 def camera_from_dict(data: dict) -> Camera:
     """Inverse of :func:`camera_to_dict`."""
-    from offroad_training.camera import CameraIntrinsics, CameraPose
+    from offroad_core.camera import CameraIntrinsics, CameraPose
 
     pose = data["pose"]
     return Camera(CameraIntrinsics(int(data["width"]), int(data["height"]), float(data["fx"]),

@@ -114,7 +114,7 @@ def _render_one(task: tuple) -> tuple[str, np.ndarray, dict]:
     recipe record)."""
     import cv2
 
-    from offroad_training.atomic import atomic_path
+    from offroad_core.atomic import atomic_path
     from offroad_training.data.unified import UnifiedWriter, label_histogram, read_label
     from offroad_training.synth.render import render_frame
 
@@ -139,7 +139,7 @@ def write_dataset(root: Path, frames: int, camera, seed: int, val_fraction: floa
                   workers: int = 1, restart: bool = False, progress: bool = True) -> int:
     """Write ``frames`` synthetic frames as a unified dataset under ``root``; returns the number
     of frames rendered (frames already present are skipped)."""
-    from offroad_training.atomic import atomic_write_text
+    from offroad_core.atomic import atomic_write_text
     from offroad_training.data.unified import UnifiedWriter, split_stats
     from offroad_training.synth.bag import camera_to_dict
 

@@ -1,4 +1,4 @@
-"""Ray-cast renderer: one ray per pixel centre through :class:`offroad_training.camera.Camera`
+"""Ray-cast renderer: one ray per pixel centre through :class:`offroad_core.camera.Camera`
 (intrinsics, mounting pose, distortion), exact labels, photo-like RGB, and the top-down
 ground-truth class map of the frame.
 
@@ -9,7 +9,7 @@ The label of a pixel is the class at the hit point; the ground class comes from
 re-projected with ``Camera.pixels_to_ground`` lands in a top-down cell of the same class (away
 from borders, where the cell centre and the hit point may fall on different sides).
 
-Top-down map axes (same as ``nav_msgs/OccupancyGrid`` and ``offroad_costmap.grid``): frame
+Top-down map axes (same as ``nav_msgs/OccupancyGrid`` and ``offroad_core.costmap.grid``): frame
 ``base_link`` of the frame's robot pose; ``classes[row, col]``, column index grows with +x
 (forward), row index grows with +y (left); ``(origin_x, origin_y)`` is the outer corner of cell
 (row 0, col 0), so cell (row, col) covers x in [origin_x + col*res, origin_x + (col+1)*res) and
@@ -31,8 +31,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from offroad_training.camera import Camera, CameraIntrinsics, CameraPose
-from offroad_training.ontology import IGNORE_INDEX
+from offroad_core.camera import Camera, CameraIntrinsics, CameraPose
+from offroad_core.ontology import IGNORE_INDEX
 from offroad_training.synth.world import (
     DYNAMIC,
     SHADOW_RESOLUTION,

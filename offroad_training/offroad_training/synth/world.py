@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from offroad_training.ontology import class_id
+from offroad_core.ontology import class_id
 
 SMOOTH = class_id("smooth_ground")
 ROUGH = class_id("rough_ground")

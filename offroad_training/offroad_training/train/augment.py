@@ -32,7 +32,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from offroad_training.ontology import IGNORE_INDEX
+from offroad_core.ontology import IGNORE_INDEX
 
 REDUCED_FLAGS = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2,
                  4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}

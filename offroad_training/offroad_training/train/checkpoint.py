@@ -4,7 +4,7 @@
 ``epoch``, ``batch_in_epoch`` (the data order is a pure function of seed and epoch, so these
 two numbers restore it), ``best_miou``, ``rng`` (python, numpy, torch, cuda), ``config``,
 ``provenance``. ``best_model.pth``: ``model`` = EMA weights, ``config``, ``metrics``,
-``provenance``. Both are written through :func:`offroad_training.atomic.atomic_path` (a crash
+``provenance``. Both are written through :func:`offroad_core.atomic.atomic_path` (a crash
 leaves the previous file intact) and read back with ``torch.load(weights_only=True)``.
 """
 
@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from offroad_training.atomic import atomic_path
+from offroad_core.atomic import atomic_path
 
 
 class ResumeError(RuntimeError):

@@ -30,7 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     e = subparsers.add_parser(
         "eval", help="per-class IoU, mIoU and confusion matrix of a checkpoint or ONNX model",
-        description="THE evaluator (offroad_training.evaluation) on a unified dataset split.")
+        description="THE evaluator (offroad_core.evaluation) on a unified dataset split.")
     src = e.add_mutually_exclusive_group(required=True)
     src.add_argument("--checkpoint", type=Path, help="best_model.pth / last.pth")
     src.add_argument("--onnx", type=Path, help="ONNX model (through the inference engine)")
@@ -69,8 +69,8 @@ def run_train(args: argparse.Namespace) -> int:
 
 def run_eval(args: argparse.Namespace) -> int:
     """Entry point of ``offroad eval``."""
+    from offroad_core.evaluation import EvaluationError, evaluate
     from offroad_training.data.unified import DatasetError, UnifiedDataset
-    from offroad_training.evaluation import EvaluationError, evaluate
 
     try:
         dataset = UnifiedDataset(args.data, args.split)
@@ -78,7 +78,7 @@ def run_eval(args: argparse.Namespace) -> int:
         print(f"offroad eval: {exc}", file=sys.stderr)
         return 2
     if args.onnx is not None:
-        from offroad_training.engine import EngineError, InferenceEngine
+        from offroad_core.engine import EngineError, InferenceEngine
 
         try:
             engine = InferenceEngine(args.onnx, provider=args.provider,

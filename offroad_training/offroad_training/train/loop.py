@@ -31,10 +31,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812 (conventional name)
 
-from offroad_training.atomic import atomic_write_text
-from offroad_training.evaluation import EvalResult, evaluate
+from offroad_core.atomic import atomic_write_text
+from offroad_core.evaluation import EvalResult, evaluate
+from offroad_core.provenance import provenance
 from offroad_training.model.ddrnet import DDRNet23Slim
-from offroad_training.provenance import provenance
 from offroad_training.train.augment import AugmentParams
 from offroad_training.train.checkpoint import (
     ResumeError,

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from offroad_training.ontology import CLASS_ID, IGNORE_INDEX
+from offroad_core.ontology import CLASS_ID, IGNORE_INDEX
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,171 @@
+"""Parameters of the costmap node: one table (name, default, description, range) and the
+validation run at start. No rclpy import: the node turns :data:`PARAMETERS` into
+``ParameterDescriptor`` declarations.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from offroad_core.camera import CameraPose
+from offroad_core.costmap.categories import (
+    DEFAULT_VERTICAL_CLASSES,
+    CategoryError,
+    CategoryValues,
+    default_categories,
+    parse_overrides,
+)
+from offroad_core.costmap.grid import GridGeometry
+from offroad_core.costmap.projection import OCCLUSION_MODES
+from offroad_core.ontology import Category
+from offroad_core.params import ParamSpec
+
+PARAMETERS: tuple[ParamSpec, ...] = (
+    ParamSpec("labels_topic", "segmentation/labels", "input mono8 label image"),
+    ParamSpec("info_topic", "segmentation/info", "input SegmentationInfo (transient-local)"),
+    ParamSpec("camera_info_topic", "segmentation/camera_info",
+              "input CameraInfo at the label resolution"),
+    ParamSpec("odom_topic", "odom", "input nav_msgs/Odometry (use_odom)"),
+    ParamSpec("use_odom", False, "subscribe odom_topic: enables fusion and output_frame odom"),
+    ParamSpec("grid_topic", "costmap/grid", "output OccupancyGrid (reliable, transient-local)"),
+    ParamSpec("obstacles_topic", "costmap/obstacles", "output PointCloud2 of lethal cells"),
+    ParamSpec("debug_image_topic", "costmap/debug_image", "output rgb8 picture of the grid"),
+    ParamSpec("input_reliability", "reliable", "reliability of the labels/camera_info "
+              "subscriptions (the segmentation node publishes reliable)",
+              choices=("reliable", "best_effort")),
+    ParamSpec("base_frame", "base_link", "robot frame (REP-105); the grid geometry is in it"),
+    ParamSpec("odom_frame", "odom", "odometry frame (REP-105)"),
+    ParamSpec("output_frame", "base_link", "frame of the published grid: base_link "
+              "(robot-centric) or odom (axis-aligned window around the robot, needs use_odom)",
+              choices=("base_link", "odom")),
+    ParamSpec("resolution", 0.05, "cell size (m)", low=0.01, high=1.0),
+    ParamSpec("size_x", 10.0, "grid extent along x (m)", low=0.5, high=200.0),
+    ParamSpec("size_y", 10.0, "grid extent along y (m)", low=0.5, high=200.0),
+    ParamSpec("origin_x", -2.0, "x of the grid corner in base_link (m)", low=-200.0, high=200.0),
+    ParamSpec("origin_y", -5.0, "y of the grid corner in base_link (m)", low=-200.0, high=200.0),
+    ParamSpec("max_range", 8.0, "ground farther than this from the camera (m, horizontal) is "
+              "unknown", low=0.5, high=200.0),
+    ParamSpec("oversample", 1.0, "ray samples per label pixel pitch (>= 1 keeps thin objects)",
+              low=0.25, high=4.0),
+    ParamSpec("camera_x", 0.0, "camera position in base_link (m)", low=-50.0, high=50.0),
+    ParamSpec("camera_y", 0.0, "camera position in base_link (m)", low=-50.0, high=50.0),
+    ParamSpec("camera_z", 1.0, "camera height above the ground (m)", low=0.05, high=50.0),
+    ParamSpec("camera_roll", 0.0, "camera roll in base_link (rad, REP-103)", low=-3.15,
+              high=3.15),
+    ParamSpec("camera_pitch", 0.26, "camera pitch (rad, positive looks down)", low=-1.57,
+              high=1.57),
+    ParamSpec("camera_yaw", 0.0, "camera yaw in base_link (rad)", low=-3.15, high=3.15),
+    ParamSpec("free_value", 0, "grid value of FREE cells", low=0, high=100),
+    ParamSpec("caution_value", 50, "grid value of CAUTION cells", low=0, high=100),
+    ParamSpec("blocked_value", 100, "grid value of BLOCKED cells", low=0, high=100),
+    ParamSpec("hazard_value", 100, "grid value of HAZARD cells", low=0, high=100),
+    ParamSpec("category_overrides", "", "comma-separated class_name=CATEGORY overriding the "
+              "ontology defaults, e.g. 'vegetation=FREE,rough_ground=BLOCKED'"),
+    ParamSpec("vertical_classes", ",".join(DEFAULT_VERTICAL_CLASSES), "comma-separated class "
+              "names that stand off the ground (marked at their ground contact, occlude)"),
+    ParamSpec("min_support", 1, "samples a category needs in a cell to count", low=1,
+              high=1000),
+    ParamSpec("occlusion", "column", "column: all ground beyond the nearest object in a view "
+              "column is unknown; ray: only ground hidden by the object's own pixels",
+              choices=OCCLUSION_MODES),
+    ParamSpec("fusion", "auto", "temporal fusion in odom: auto (on with use_odom), on, off",
+              choices=("auto", "on", "off")),
+    ParamSpec("decay_time", 3.0, "fused evidence older than this (s) becomes unknown", low=0.0,
+              high=600.0),
+    ParamSpec("odom_history", 2.0, "seconds of odometry kept to look up the pose at an image "
+              "stamp", low=0.1, high=60.0),
+    ParamSpec("stale_timeout", 0.5, "no accepted labels for this long (s) -> fail-safe; labels "
+              "older than this on arrival are rejected", low=0.05, high=60.0),
+    ParamSpec("stale_action", "unknown", "when stale: unknown (publish an all-unknown grid "
+              "every watchdog_period) or silent (stop publishing)",
+              choices=("unknown", "silent")),
+    ParamSpec("watchdog_period", 0.1, "period of the staleness check (s)", low=0.01, high=10.0),
+    ParamSpec("publish_obstacles", True, "publish obstacles_topic (lethal cells as points)"),
+    ParamSpec("obstacle_point_height", 0.2, "z of the obstacle points (m); must lie inside the "
+              "ObstacleLayer's min/max_obstacle_height", low=0.0, high=5.0),
+    ParamSpec("publish_debug_image", True, "publish debug_image_topic (only while subscribed)"),
+    ParamSpec("diagnostics_period", 1.0, "seconds between /diagnostics messages", low=0.1,
+              high=60.0),
+)
+
+
+class ConfigError(ValueError):
+    """Invalid node parameters; the message lists every problem."""
+
+
+@dataclass(frozen=True)
+class CostmapConfig:
+    """Validated parameters plus the derived objects."""
+
+    values: dict[str, Any]
+    geometry: GridGeometry
+    pose: CameraPose
+    categories: dict[str, Category]
+    category_values: CategoryValues
+    vertical_classes: tuple[str, ...]
+    fusion: bool
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.__dict__["values"][name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+def _split(text: str) -> list[str]:
+    """Comma-separated list, empty items dropped."""
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def validate(values: dict[str, Any]) -> CostmapConfig:
+    """Check every parameter; return a :class:`CostmapConfig` or raise :class:`ConfigError`."""
+    problems = []
+    checked = {}
+    for spec in PARAMETERS:
+        value = values.get(spec.name, spec.default)
+        if type(spec.default) is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if type(value) is not type(spec.default):
+            problems.append(f"{spec.name}: expected {type(spec.default).__name__}, got "
+                            f"{value!r}")
+            continue
+        if spec.choices and value not in spec.choices:
+            problems.append(f"{spec.name}: {value!r} is not one of {', '.join(spec.choices)}")
+        if (spec.low is not None and value < spec.low) or (
+                spec.high is not None and value > spec.high):
+            problems.append(f"{spec.name}: {value} is outside [{spec.low}, {spec.high}]")
+        checked[spec.name] = value
+    unknown = sorted(set(values) - {s.name for s in PARAMETERS})
+    if unknown:
+        problems.append(f"unknown parameter(s): {', '.join(unknown)}")
+    if problems:
+        raise ConfigError("invalid parameters: " + "; ".join(problems))
+    v = checked
+    if v["output_frame"] == "odom" and not v["use_odom"]:
+        problems.append("output_frame odom needs use_odom: true")
+    if v["fusion"] == "on" and not v["use_odom"]:
+        problems.append("fusion on needs use_odom: true (fusion happens in odom)")
+    categories = default_categories()
+    try:
+        categories.update(parse_overrides(_split(v["category_overrides"])))
+        category_values = CategoryValues(v["free_value"], v["caution_value"],
+                                         v["blocked_value"], v["hazard_value"])
+    except CategoryError as exc:
+        problems.append(str(exc))
+        category_values = CategoryValues()
+    vertical = tuple(_split(v["vertical_classes"]))
+    missing = [name for name in vertical if name not in categories]
+    if missing:
+        problems.append(f"vertical_classes: {', '.join(missing)} not in the category table")
+    try:
+        geometry = GridGeometry.from_size(v["size_x"], v["size_y"], v["resolution"],
+                                          v["origin_x"], v["origin_y"])
+    except ValueError as exc:
+        problems.append(str(exc))
+    if problems:
+        raise ConfigError("invalid parameters: " + "; ".join(problems))
+    pose = CameraPose(v["camera_x"], v["camera_y"], v["camera_z"], v["camera_roll"],
+                      v["camera_pitch"], v["camera_yaw"])
+    fusion = v["use_odom"] if v["fusion"] == "auto" else v["fusion"] == "on"
+    return CostmapConfig(v, geometry, pose, categories, category_values, vertical, fusion)

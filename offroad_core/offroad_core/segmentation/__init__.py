@@ -1,0 +1,1 @@
+"""rclpy-free core of the segmentation node: parameters, per-frame pipeline, overlay."""
