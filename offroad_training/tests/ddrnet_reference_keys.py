@@ -129,3 +129,26 @@ def random_state(shapes: dict[str, tuple], seed: int = 0) -> dict[str, torch.Ten
         else:
             out[k] = torch.randn(s, generator=g) * 0.05
     return out
+
+
+def training_wrapper_state(state: dict[str, torch.Tensor], num_classes: int = 19,
+                           prefix: str = "") -> dict[str, torch.Tensor]:
+    """The reference training code's saved state: its ``FullModel(model, loss)`` wrapper gives
+    ``model.<key>`` for the network and ``loss.criterion.weight`` for the class-weighted
+    cross-entropy; ``prefix`` adds e.g. ``module.`` (DataParallel / DDP)."""
+    out = {f"{prefix}model.{k}": v for k, v in state.items()}
+    out[f"{prefix}loss.criterion.weight"] = torch.linspace(0.8, 1.2, num_classes)
+    return out
+
+
+def training_checkpoint(state: dict[str, torch.Tensor], num_classes: int = 19) -> dict:
+    """The reference training code's ``checkpoint.pth.tar``: epoch, best mIoU, the wrapper's
+    state dict and an SGD optimizer state (momentum buffers) beside it."""
+    wrapped = training_wrapper_state(state, num_classes)
+    params = [torch.zeros(2, 3), torch.zeros(4)]
+    optimizer = torch.optim.SGD(params, lr=0.01, momentum=0.9)
+    for p in params:
+        p.grad = torch.ones_like(p)
+    optimizer.step()
+    return {"epoch": 12, "best_mIoU": 0.61, "state_dict": wrapped,
+            "optimizer": optimizer.state_dict()}

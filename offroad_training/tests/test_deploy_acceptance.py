@@ -31,7 +31,7 @@ from offroad_training.deploy.compile import compile_context  # noqa: E402
 from offroad_training.deploy.export import export_checkpoint, torch_logits  # noqa: E402
 from offroad_training.deploy.quantize import quantize_dataset  # noqa: E402
 from offroad_training.deploy.report import markdown, quantize_report  # noqa: E402
-from offroad_training.model.ddrnet import load_checkpoint  # noqa: E402
+from offroad_training.model.checkpoint import load_checkpoint  # noqa: E402
 
 # The fixture trains ~240 steps (~2 min on 2 idle cores); on the shared 2-core machine it took
 # >15 min, past the suite's 900 s timeout.

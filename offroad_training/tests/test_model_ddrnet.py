@@ -71,7 +71,8 @@ def test_replace_head_keeps_backbone_and_reinitialises_classifier():
     assert model.seghead_extra.conv2.weight.shape == (7, 64, 1, 1)
     assert torch.equal(model.layer3[0].conv1.weight, before)
     assert torch.count_nonzero(model.final_layer.conv2.bias) == 0
-    assert build_model(7).final_layer.conv2.out_channels == 7
+    model, report = build_model(7)
+    assert model.final_layer.conv2.out_channels == 7 and report is None
 
 
 def test_load_checkpoint_roundtrip_and_clear_errors(tmp_path):

@@ -100,7 +100,7 @@ def _fail(command: str, exc: Exception) -> int:
 def run_export(args: argparse.Namespace) -> int:
     """Entry point of ``offroad export onnx``."""
     from offroad_training.deploy.export import ExportError, export_checkpoint
-    from offroad_training.model.ddrnet import CheckpointError
+    from offroad_training.model.checkpoint import CheckpointError
 
     try:
         out = export_checkpoint(args.checkpoint, args.out, height=args.height, width=args.width,

@@ -258,7 +258,7 @@ def batchnorm_to_conv(onnx_model: Any) -> int:
 
 def export_checkpoint(checkpoint: str | Path, out: str | Path, **kwargs: Any) -> Path:
     """Load a training checkpoint (``best_model.pth``/``last.pth``) and export it (see above)."""
-    from offroad_training.model.ddrnet import load_checkpoint
+    from offroad_training.model.checkpoint import load_checkpoint
 
     model, config = load_checkpoint(checkpoint)
     producer = {"checkpoint": str(checkpoint),

@@ -24,14 +24,20 @@ reference's "seghead_extra").
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
-
 import torch
 import torch.nn.functional as F  # noqa: N812 (conventional name)
 from torch import nn
 
 BN_MOMENTUM = 0.1
+SEGMENTATION_MODULES = ("spp", "final_layer", "seghead_extra")
+"""Top-level modules only the segmentation network has. Everything else is the *backbone*: the
+part the ImageNet classifier shares (stem, both branches, their bridges), which every pretrained
+file provides and which fine-tuning trains at ``backbone_lr_factor`` x the learning rate."""
+
+
+def is_backbone(name: str) -> bool:
+    """Whether a parameter/state-dict name belongs to the backbone (see SEGMENTATION_MODULES)."""
+    return name.split(".", 1)[0] not in SEGMENTATION_MODULES
 
 
 def _bn(channels: int) -> nn.BatchNorm2d:
@@ -261,57 +267,3 @@ def replace_head(model: DualResNet, num_classes: int) -> DualResNet:
         head.conv2 = new.to(old.weight.device, old.weight.dtype)
     model.num_classes = num_classes
     return model
-
-
-def build_model(num_classes: int = 7, pretrained: str | None = None, aux: bool = True,
-                allow_partial: bool = False) -> DDRNet23Slim:
-    """Build DDRNet23-slim, optionally initialised from a pretrained checkpoint.
-
-    ``pretrained`` is a local checkpoint path, or ``"qai-hub-models"`` for the optional
-    qai-hub-models weights (see :mod:`offroad_training.model.pretrained`). What was loaded is
-    logged loudly; a checkpoint with another class count has its classifier replaced.
-    """
-    model = DDRNet23Slim(num_classes=num_classes, aux=aux)
-    if pretrained:
-        from offroad_training.model.pretrained import load_pretrained
-
-        load_pretrained(model, pretrained, allow_partial=allow_partial)
-    return model
-
-
-class CheckpointError(RuntimeError):
-    """A training checkpoint is missing, unreadable or does not describe a DDRNet23-slim."""
-
-
-def load_checkpoint(path: str | Path, map_location: str = "cpu",
-                    ) -> tuple[DDRNet23Slim, dict[str, Any]]:
-    """Load a checkpoint written by ``offroad train`` and return ``(model in eval mode, config)``.
-
-    Accepts ``best_model.pth`` (``"model"`` holds the EMA weights) and ``last.pth`` (``"model"``
-    holds the raw weights; the EMA copy is under ``"ema"``). Read with
-    ``torch.load(weights_only=True)``; the weights must match the architecture strictly. The
-    class count comes from the classifier's shape; the auxiliary head is kept if present.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist")
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:
-        raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from exc
-    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("model"), dict):
-        raise CheckpointError(f"{path} is not an offroad training checkpoint (no 'model' "
-                              "state dict); for third-party weights use model.pretrained")
-    state = ckpt["model"]
-    if "final_layer.conv2.weight" not in state:
-        raise CheckpointError(f"{path}: 'model' has no final_layer.conv2.weight; not DDRNet")
-    num_classes = int(state["final_layer.conv2.weight"].shape[0])
-    model = DDRNet23Slim(num_classes=num_classes,
-                         aux=any(k.startswith("seghead_extra.") for k in state))
-    result = model.load_state_dict(state, strict=False)
-    if result.missing_keys or result.unexpected_keys:
-        raise CheckpointError(f"{path}: weights do not match DDRNet23-slim: missing "
-                              f"{result.missing_keys[:5]}, unexpected "
-                              f"{result.unexpected_keys[:5]}")
-    model.eval()
-    return model, dict(ckpt.get("config") or {})

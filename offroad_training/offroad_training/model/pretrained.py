@@ -1,7 +1,20 @@
 """Pretrained weights for DDRNet23-slim: local checkpoint files and the optional qai-hub-models.
 
 Files from outside are read with ``torch.load(weights_only=True)`` only (no pickled code runs).
-Every load is checked key by key against the model and reported loudly (the seed's risk 1):
+
+Layouts accepted (:func:`normalise_state_dict`; what was unwrapped is reported):
+
+* containers: ``{"state_dict": ...}`` (the reference training code's ``checkpoint.pth.tar``,
+  with ``epoch``/``optimizer`` beside it; official ImageNet weights), ``{"model": ...}`` (our
+  ``best_model.pth``), ``{"ema": {"module": ...}}`` (our ``last.pth``), ``state_dict_ema`` /
+  ``model_ema``, ``net``; nested up to four deep. EMA weights are preferred when a file holds
+  both (they are the weights that were evaluated);
+* key prefixes stripped *per key*, repeatedly: ``module.`` (DataParallel / DDP), ``model.``
+  (the reference's training wrapper ``FullModel``, qai-hub-models), ``_orig_mod.``
+  (``torch.compile``); ``loss.*`` (the wrapper's criterion, e.g. ``loss.criterion.weight``) is
+  dropped.
+
+Every load is then checked key by key against the model:
 
 * ``segmentation``: a DDRNet segmentation checkpoint (``final_layer`` present, e.g. the
   19-class Cityscapes weights). Everything must match strictly; if the class count differs from
@@ -10,10 +23,11 @@ Every load is checked key by key against the model and reported loudly (the seed
   the model's auxiliary head freshly initialised; it is reported.
 * ``imagenet_classifier``: the ImageNet DDRNet23-slim classifier (``linear`` with 1000 outputs,
   ``down5``, ``last_layer``; no segmentation head). Only the backbone is loaded; ``spp`` and
-  both heads start from scratch. The missing/unexpected keys must be exactly that layout; the
-  load is allowed but reported as a warning: expect a longer training than from Cityscapes.
+  both heads start from scratch, reported as a warning: expect a longer training.
 * anything else, or any extra missing / unexpected / mis-shaped key, is refused with the list of
-  offending keys unless ``allow_partial=True`` (then they are skipped and reported).
+  offending keys unless ``allow_partial=True`` (then they are skipped and reported). A load that
+  would initialise *no* backbone tensor is always refused: training would silently start from
+  random weights.
 
 ``python -m offroad_training.model.pretrained --export-qai-hub OUT.pth`` runs in the separate
 environment where ``qai-hub-models`` is installed and writes its DDRNet23-slim weights to a
@@ -31,7 +45,9 @@ from typing import Any
 
 import torch
 
-from offroad_training.model.ddrnet import DualResNet, replace_head
+from offroad_core.exit_codes import CommandError
+from offroad_training.model.checkpoint import WeightsReadError, read_weights
+from offroad_training.model.ddrnet import DDRNet23Slim, DualResNet, is_backbone, replace_head
 
 LOG = logging.getLogger(__name__)
 
@@ -40,12 +56,24 @@ HEAD_KEYS = ("final_layer.conv2.weight", "final_layer.conv2.bias",
              "seghead_extra.conv2.weight", "seghead_extra.conv2.bias")
 SEGMENTATION_ONLY = ("spp.", "final_layer.", "seghead_extra.")
 CLASSIFIER_ONLY = ("down5.", "last_layer.", "linear.")
-WRAPPER_KEYS = ("state_dict", "model", "net")
-PREFIXES = ("module.", "model.")
+CONTAINERS = ("ema", "state_dict_ema", "model_ema", "state_dict", "model", "net", "module")
+"""Keys of a container dict, in order of preference (EMA first)."""
+PREFIXES = ("module.", "model.", "_orig_mod.")
+DROPPED = ("loss.",)
 
 
-class PretrainedError(RuntimeError):
+class PretrainedError(CommandError, RuntimeError):
     """Pretrained weights are unreadable, of an unknown kind or do not match the model."""
+
+
+@dataclass
+class Normalised:
+    """A flat ``name -> tensor`` state dict and how it was obtained from the file."""
+
+    state: dict[str, torch.Tensor]
+    container: str = ""  # e.g. "state_dict" or "ema.module"; "" for a bare state dict
+    stripped: dict[str, int] = field(default_factory=dict)  # prefix -> keys it was stripped from
+    dropped: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -56,7 +84,12 @@ class LoadReport:
     kind: str
     source_classes: int | None
     loaded: int = 0
+    backbone_loaded: int = 0
+    backbone_total: int = 0
     head_replaced: bool = False
+    container: str = ""
+    stripped: dict[str, int] = field(default_factory=dict)
+    dropped: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
     unexpected: list[str] = field(default_factory=list)
     mismatched: list[str] = field(default_factory=list)
@@ -65,11 +98,19 @@ class LoadReport:
     def summary(self) -> str:
         """Return a multi-line human-readable account of the load."""
         lines = [f"pretrained weights from {self.source}: kind={self.kind}, "
-                 f"classes={self.source_classes}, {self.loaded} tensors loaded"]
+                 f"classes={self.source_classes}, {self.loaded} tensors loaded "
+                 f"({self.backbone_loaded} of the model's {self.backbone_total} backbone "
+                 "tensors)"]
+        layout = [f"container {self.container!r}"] if self.container else []
+        layout += [f"prefix {p!r} stripped from {n} keys" for p, n in self.stripped.items()]
+        if self.dropped:
+            layout.append(f"dropped {', '.join(self.dropped)}")
+        if layout:
+            lines.append("  layout: " + "; ".join(layout))
         if self.kind == "imagenet_classifier":
             lines.append("  !! ImageNet classifier weights (no segmentation head): only the "
                          "backbone is initialised; spp and both heads start from scratch "
-                         "(seed risk 1) -- expect a longer training than from Cityscapes")
+                         "-- expect a longer training than from Cityscapes")
         if self.head_replaced:
             lines.append(f"  classifier replaced: {self.source_classes} -> model classes "
                          "(Xavier init; backbone and head trunk kept)")
@@ -86,9 +127,12 @@ class LoadReport:
     def to_dict(self) -> dict[str, Any]:
         """Return the report as plain data (for checkpoint provenance)."""
         return {"source": self.source, "kind": self.kind, "source_classes": self.source_classes,
-                "loaded": self.loaded, "head_replaced": self.head_replaced,
-                "missing": self.missing, "unexpected": self.unexpected,
-                "mismatched": self.mismatched, "fresh": _groups(self.fresh)}
+                "loaded": self.loaded, "backbone_loaded": self.backbone_loaded,
+                "backbone_total": self.backbone_total, "head_replaced": self.head_replaced,
+                "container": self.container, "stripped": dict(self.stripped),
+                "dropped": list(self.dropped), "missing": self.missing,
+                "unexpected": self.unexpected, "mismatched": self.mismatched,
+                "fresh": _groups(self.fresh)}
 
 
 def _groups(keys: list[str]) -> list[str]:
@@ -96,43 +140,56 @@ def _groups(keys: list[str]) -> list[str]:
     return list(dict.fromkeys(k.split(".")[0] for k in keys))
 
 
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Read a checkpoint file safely and return a flat ``name -> tensor`` state dict.
-
-    Unwraps ``{"state_dict": ...}`` / ``{"model": ...}`` containers and strips the
-    ``module.`` (DataParallel) and ``model.`` (training wrapper, qai-hub-models) prefixes.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise PretrainedError(f"pretrained checkpoint {path} does not exist")
+def read_state_dict(path: str | Path) -> Normalised:
+    """Read a checkpoint file safely and return its normalised state dict."""
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise PretrainedError(
-            f"cannot read {path} with torch.load(weights_only=True): {exc}. Only plain "
-            "state dicts of tensors are accepted; re-save the weights as a state dict") from exc
+        obj = read_weights(path, "pretrained checkpoint")
+    except WeightsReadError as exc:
+        raise PretrainedError(f"{exc}; re-save the weights as a plain state dict") from None
     return normalise_state_dict(obj, str(path))
 
 
-def normalise_state_dict(obj: Any, source: str) -> dict[str, torch.Tensor]:
-    """Unwrap a container and strip wrapper prefixes; raise if no tensors are found."""
-    for _ in range(3):
-        if isinstance(obj, dict) and not _is_tensor_dict(obj):
-            inner = next((obj[k] for k in WRAPPER_KEYS if isinstance(obj.get(k), dict)), None)
-            if inner is None:
-                break
-            obj = inner
-    if not isinstance(obj, dict) or not _is_tensor_dict(obj):
-        raise PretrainedError(f"{source} holds no state dict of tensors")
-    state = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
-    for prefix in PREFIXES:
-        if state and all(k.startswith(prefix) for k in state):
-            state = {k[len(prefix):]: v for k, v in state.items()}
-    return state
+def _is_tensor_dict(obj: Any) -> bool:
+    return isinstance(obj, dict) and bool(obj) and all(
+        isinstance(v, torch.Tensor) for v in obj.values())
 
 
-def _is_tensor_dict(obj: dict) -> bool:
-    return bool(obj) and all(isinstance(v, torch.Tensor) for v in obj.values())
+def normalise_state_dict(obj: Any, source: str) -> Normalised:
+    """Unwrap containers, strip prefixes per key and drop ``loss.*`` (see the module doc)."""
+    path: list[str] = []
+    for _ in range(4):
+        if not isinstance(obj, dict) or _is_tensor_dict(obj):
+            break
+        key = next((k for k in CONTAINERS if isinstance(obj.get(k), dict) and obj[k]), None)
+        if key is None:
+            break
+        path.append(key)
+        obj = obj[key]
+    if not _is_tensor_dict(obj):
+        raise PretrainedError(f"{source} holds no state dict of tensors (top-level keys: "
+                              f"{', '.join(map(str, list(obj)[:8])) if isinstance(obj, dict) else type(obj).__name__})")  # noqa: E501
+    out = Normalised(state={}, container=".".join(path))
+    for raw, value in obj.items():
+        key = str(raw)
+        while key.startswith(PREFIXES):
+            prefix = next(p for p in PREFIXES if key.startswith(p))
+            out.stripped[prefix] = out.stripped.get(prefix, 0) + 1
+            key = key[len(prefix):]
+        if key.startswith(DROPPED):
+            out.dropped.append(str(raw))
+            continue
+        if key in out.state:
+            raise PretrainedError(f"{source}: two tensors become {key!r} once wrapper prefixes "
+                                  "are stripped; the file mixes two models")
+        out.state[key] = value
+    if not out.state:
+        raise PretrainedError(f"{source} holds only {', '.join(out.dropped[:4])}: no weights")
+    return out
+
+
+def _is_backbone_weight(key: str, value: torch.Tensor) -> bool:
+    """A backbone weight or BN statistic (BN's integer ``num_batches_tracked`` carries none)."""
+    return is_backbone(key) and value.dtype.is_floating_point
 
 
 def classify_state_dict(state: dict[str, torch.Tensor]) -> tuple[str, int | None]:
@@ -144,13 +201,18 @@ def classify_state_dict(state: dict[str, torch.Tensor]) -> tuple[str, int | None
     return "unknown", None
 
 
-def load_state_dict_checked(model: DualResNet, state: dict[str, torch.Tensor], source: str,
-                            allow_partial: bool = False) -> LoadReport:
-    """Load ``state`` into ``model`` with the checks described in the module docstring."""
+def load_state_dict_checked(model: DualResNet, weights: Normalised | dict[str, torch.Tensor],
+                            source: str, allow_partial: bool = False) -> LoadReport:
+    """Load ``weights`` into ``model`` with the checks described in the module docstring."""
+    if not isinstance(weights, Normalised):
+        weights = normalise_state_dict(weights, source)
+    state = dict(weights.state)
     kind, classes = classify_state_dict(state)
-    report = LoadReport(source=source, kind=kind, source_classes=classes)
+    report = LoadReport(source=source, kind=kind, source_classes=classes,
+                        container=weights.container, stripped=dict(weights.stripped),
+                        dropped=list(weights.dropped))
     target = model.state_dict()
-    state = dict(state)
+    report.backbone_total = sum(1 for k, v in target.items() if _is_backbone_weight(k, v))
     if kind == "segmentation" and classes != model.num_classes:
         for k in HEAD_KEYS:
             state.pop(k, None)
@@ -160,18 +222,14 @@ def load_state_dict_checked(model: DualResNet, state: dict[str, torch.Tensor], s
     if kind == "imagenet_classifier":
         expected_fresh, expected_extra = SEGMENTATION_ONLY, CLASSIFIER_ONLY
     elif kind == "segmentation":
-        has_aux = any(k.startswith("seghead_extra.") for k in state)
-        if not has_aux:
+        if not any(k.startswith("seghead_extra.") for k in state):
             expected_fresh = ("seghead_extra.",)
         if not model.aux:
             expected_extra = ("seghead_extra.",)
     head_keys = set(HEAD_KEYS) if report.head_replaced else set()
     for key in target:
-        if key in state:
-            continue
-        if key in head_keys:
-            continue
-        (report.fresh if key.startswith(expected_fresh) else report.missing).append(key)
+        if key not in state and key not in head_keys:
+            (report.fresh if key.startswith(expected_fresh) else report.missing).append(key)
     usable = {}
     for key, value in state.items():
         if key not in target:
@@ -181,14 +239,25 @@ def load_state_dict_checked(model: DualResNet, state: dict[str, torch.Tensor], s
             report.mismatched.append(f"{key} {tuple(value.shape)} vs {tuple(target[key].shape)}")
         else:
             usable[key] = value
-    problems = report.missing or report.unexpected or report.mismatched or kind == "unknown"
-    if problems and not allow_partial:
-        raise PretrainedError(
-            f"refusing a partial load from {source}:\n{report.summary()}\n"
-            "These weights do not match DDRNet23-slim. Pass allow_partial=True "
-            "(config: pretrained_allow_partial: true) to load the matching tensors anyway.")
-    model.load_state_dict(usable, strict=False)
     report.loaded = len(usable)
+    report.backbone_loaded = sum(1 for k, v in usable.items() if _is_backbone_weight(k, v))
+    problems = report.missing or report.unexpected or report.mismatched or kind == "unknown"
+    if report.backbone_loaded == 0:
+        LOG.error("%s", report.summary())
+        raise PretrainedError(
+            f"{source}: none of its tensors initialises the DDRNet23-slim backbone "
+            f"({len(report.unexpected)} unexpected, {len(report.mismatched)} mis-shaped keys, "
+            f"e.g. {', '.join((report.unexpected + report.mismatched)[:2]) or 'none'}); "
+            "training would start from random weights, so this is refused")
+    if problems and not allow_partial:
+        LOG.error("%s", report.summary())
+        raise PretrainedError(
+            f"refusing a partial load from {source}: {len(report.missing)} missing, "
+            f"{len(report.unexpected)} unexpected, {len(report.mismatched)} mis-shaped keys "
+            f"(e.g. {', '.join((report.missing + report.unexpected + report.mismatched)[:3])}"
+            f"{', kind unknown' if kind == 'unknown' else ''}); these weights do not match "
+            "DDRNet23-slim. Set pretrained_allow_partial: true to load the matching tensors")
+    model.load_state_dict(usable, strict=False)
     if report.head_replaced:
         replace_head(model, model.num_classes)
     level = logging.WARNING if (kind != "segmentation" or problems or report.fresh) \
@@ -197,7 +266,7 @@ def load_state_dict_checked(model: DualResNet, state: dict[str, torch.Tensor], s
     return report
 
 
-def qai_hub_state_dict() -> dict[str, torch.Tensor]:
+def qai_hub_state_dict() -> Normalised:
     """Return the DDRNet23-slim weights of ``qai_hub_models`` (``from_pretrained()``).
 
     Needs the optional ``qai-hub-models`` package (and network access on first use). It pins an
@@ -215,18 +284,30 @@ def qai_hub_state_dict() -> dict[str, torch.Tensor]:
             "offroad_training.model.pretrained --export-qai-hub ddrnet23s.pth` there, and set "
             "pretrained: ddrnet23s.pth in the training config") from None
     hub_model = Model.from_pretrained()
-    net = getattr(hub_model, "model", hub_model)
-    return normalise_state_dict(dict(net.state_dict()), QAI_HUB_SOURCE)
+    # The whole wrapper's state dict: the reference network sits under "model." (stripped).
+    return normalise_state_dict(dict(hub_model.state_dict()), QAI_HUB_SOURCE)
 
 
 def load_pretrained(model: DualResNet, source: str | Path,
                     allow_partial: bool = False) -> LoadReport:
     """Initialise ``model`` from a local checkpoint path or ``"qai-hub-models"``."""
     if str(source) == QAI_HUB_SOURCE:
-        state = qai_hub_state_dict()
+        weights = qai_hub_state_dict()
     else:
-        state = read_state_dict(source)
-    return load_state_dict_checked(model, state, str(source), allow_partial=allow_partial)
+        weights = read_state_dict(source)
+    return load_state_dict_checked(model, weights, str(source), allow_partial=allow_partial)
+
+
+def build_model(num_classes: int = 7, pretrained: str | Path | None = None, aux: bool = True,
+                allow_partial: bool = False) -> tuple[DDRNet23Slim, LoadReport | None]:
+    """Build DDRNet23-slim, optionally initialised from pretrained weights.
+
+    ``pretrained`` is a local checkpoint path or ``"qai-hub-models"``. Returns the model and
+    the :class:`LoadReport` (``None`` without ``pretrained``).
+    """
+    model = DDRNet23Slim(num_classes=num_classes, aux=aux)
+    report = load_pretrained(model, pretrained, allow_partial) if pretrained else None
+    return model, report
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -237,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from offroad_core.atomic import atomic_path
 
-    state = qai_hub_state_dict()
+    state = qai_hub_state_dict().state
     kind, classes = classify_state_dict(state)
     with atomic_path(args.export_qai_hub) as tmp:
         torch.save(state, tmp)

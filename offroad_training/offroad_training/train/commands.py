@@ -96,7 +96,7 @@ def run_eval(args: argparse.Namespace) -> int:
     else:
         import torch
 
-        from offroad_training.model.ddrnet import CheckpointError, load_checkpoint
+        from offroad_training.model.checkpoint import CheckpointError, load_checkpoint
         from offroad_training.train.loop import torch_predictor
 
         if args.threads:
