@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from offroad_training.data import fixtures
-from offroad_training.data.adapters import Rellis3D
 from offroad_training.data.convert import ConvertError, convert
+from offroad_training.data.rellis3d import Rellis3D
 from offroad_training.data.unified import UnifiedDataset
 
 W, H = 60, 24
@@ -58,15 +58,21 @@ def _check_labels(out, split_ids, expected):
             np.testing.assert_array_equal(labels, expected[item], err_msg=item)
 
 
-def test_rellis3d_official_split_exact_labels_unknown_corrupt_mismatch(tmp_path):
+@pytest.mark.parametrize("layout", ["merged", "download"])
+def test_rellis3d_official_split_exact_labels_unknown_corrupt_mismatch(tmp_path, layout):
+    """``download``: the zips extracted side by side (before: "no RELLIS-3D sequences")."""
     frames, expected = _rellis_frames()
     names = [(seq, name) for seq, name, _, _ in frames]
     root = fixtures.write_rellis3d(tmp_path / "src", frames, splits={
-        "train": names[:6], "val": names[6:8], "test": [*names[8:], ("00001", "gone")]})
-    base = root / "Rellis-3D"
+        "train": names[:6], "val": names[6:8], "test": [*names[8:], ("00001", "gone")]},
+        layout=layout)
+    images, labels, _ = fixtures.RELLIS_DOWNLOAD_DIRS
+    image_base = root / images / "Rellis-3D" if layout == "download" else root / "Rellis-3D"
+    label_base = root / labels / "Rellis-3D" if layout == "download" else root / "Rellis-3D"
     corrupt, mismatch = names[1], names[7]
-    _break(root, image=base / corrupt[0] / "pylon_camera_node" / f"{corrupt[1]}.jpg",
-           label_size=base / mismatch[0] / "pylon_camera_node_label_id" / f"{mismatch[1]}.png")
+    _break(root, image=image_base / corrupt[0] / "pylon_camera_node" / f"{corrupt[1]}.jpg",
+           label_size=label_base / mismatch[0] / "pylon_camera_node_label_id"
+           / f"{mismatch[1]}.png")
     out = tmp_path / "out"
     stats = convert("rellis3d", root, out, base_size=None, workers=2, progress=False)
     ids = {s: [f"{a}_{b}" for a, b in m] for s, m in
@@ -98,6 +104,8 @@ def test_rellis3d_rule_split_when_no_official_lists(tmp_path):
     scan = Rellis3D(root / "Rellis-3D").scan()  # the Rellis-3D dir itself works as root too
     splits = [p.split for p in scan.pairs]
     assert splits == (["train"] * 14 + ["val"] * 3 + ["test"] * 3) * 2
+    download = fixtures.write_rellis3d(tmp_path / "dl", frames, layout="download")
+    assert [p.split for p in Rellis3D(download).scan().pairs] == splits
     stats = convert("rellis3d", root, tmp_path / "out", base_size=None, workers=1,
                     progress=False)
     assert stats["counts"] == {"test": 6, "train": 28, "val": 6}
@@ -123,6 +131,34 @@ def test_rugd_colour_labels_sequence_split(tmp_path):
     assert stats["notes"]["colormap"].endswith("RUGD_annotation-colormap.txt")
 
 
+def test_rugd_split_is_a_file_the_user_can_change(tmp_path):
+    img = fixtures.textured_image(W, H, 0)
+    colour = fixtures.rugd_colour(fixtures.stripes([1, 3], W, H))
+    frames = [(seq, f"{seq}_00000", img, colour) for seq in ("creek", "trail-5", "village")]
+    root = fixtures.write_rugd(tmp_path / "rugd", frames)
+    split = tmp_path / "split.yaml"
+    split.write_text("train: [village]\nval: [creek]\ntest: [trail-5]\n")
+    stats = convert("rugd", root, tmp_path / "out", base_size=None, workers=1, progress=False,
+                    split_file=split)
+    assert stats["counts"] == {"test": 1, "train": 1, "val": 1}
+    assert UnifiedDataset(tmp_path / "out", "val").ids == ["creek_00000"]
+    assert stats["notes"]["split_source"].startswith(f"split file {split}")
+    default = convert("rugd", root, tmp_path / "out2", base_size=None, workers=1,
+                      progress=False)
+    assert UnifiedDataset(tmp_path / "out2", "val").ids == ["trail-5_00000"]
+    assert default["notes"]["split_source"].startswith("built-in RUGD sequence split")
+    from offroad_training.data.adapters import AdapterError
+
+    split.write_text("train: [village, creek]\nval: [creek]\n")
+    with pytest.raises(AdapterError, match="'creek' is in both 'train' and 'val'"):
+        convert("rugd", root, tmp_path / "o3", split_file=split, progress=False)
+    split.write_text("val: park-8\n")
+    with pytest.raises(AdapterError, match="expected a mapping of split name to a list"):
+        convert("rugd", root, tmp_path / "o3", split_file=split, progress=False)
+    with pytest.raises(AdapterError, match="for RUGD only"):
+        convert("goose", root, tmp_path / "o3", split_file=split, progress=False)
+
+
 def test_rugd_without_colormap_file_uses_published_table(tmp_path):
     values = list(RUGD)
     colour = fixtures.rugd_colour(fixtures.stripes(values, W, H), RUGD_EXTRA)
@@ -135,8 +171,11 @@ def test_rugd_without_colormap_file_uses_published_table(tmp_path):
     assert stats["notes"]["colormap"] == "built-in published table"
 
 
-@pytest.mark.parametrize("suffix", ["_windshield_vis", "_camera_left"])
-def test_goose_train_val_dirs_exact_labels(tmp_path, suffix):
+@pytest.mark.parametrize("suffix,bom", [("_windshield_vis", False), ("_camera_left", False),
+                                        ("_front", True), ("_realsense", False)])
+def test_goose_train_val_dirs_exact_labels(tmp_path, suffix, bom):
+    """Before: ``_front``/``_realsense`` frames were "label without an image", and a
+    byte-order mark in goose_label_mapping.csv stopped the adapter."""
     frames, expected = [], {}
     groups = ["train/2022-07-22_flight", "train/2022-08-30_siegertsbrunn", "val/2023-01-20_x",
               "test/2023-03-03_y"]
@@ -147,8 +186,10 @@ def test_goose_train_val_dirs_exact_labels(tmp_path, suffix):
         frames.append((group, name, fixtures.textured_image(W, H, k),
                        fixtures.stripes(values, W, H)))
         expected[name] = exp
-    root = fixtures.write_goose(tmp_path / "goose", frames, image_suffix=suffix)
+    root = fixtures.write_goose(tmp_path / "goose", frames, image_suffix=suffix, bom=bom)
+    assert (root / "goose_label_mapping.csv").read_bytes().startswith(b"\xef\xbb\xbf") == bom
     stats = convert("goose", root, tmp_path / "out", base_size=None, workers=2, progress=False)
+    assert stats["problems"] == [] and not stats["notes"]["unmapped_classes"]
     train = sorted(n for g, n, _, _ in frames[:2])
     _check_labels(tmp_path / "out", {"train": train, "val": [frames[2][1]]}, expected)
     assert stats["notes"]["unlabelled_images"] == 1

@@ -32,6 +32,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "= 2x the model input)")
     c.add_argument("--workers", type=int, default=0, help="processes (default: all cores)")
     c.add_argument("--jpeg-quality", type=int, default=95, metavar="Q")
+    c.add_argument("--rugd-split", type=Path, metavar="FILE",
+                   help="RUGD only: sequence split as YAML {split: [sequence, ...]} instead of "
+                        "the built-in one (public sources differ; see docs/data.md)")
     c.add_argument("--restart", action="store_true",
                    help="forget previous progress and rewrite every pair")
     c.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -71,7 +74,8 @@ def run_convert(args: argparse.Namespace) -> int:
     try:
         stats = convert(args.dataset, args.root, args.out, base_size=args.base_size,
                         jpeg_quality=args.jpeg_quality, workers=args.workers or None,
-                        restart=args.restart, progress=not args.no_progress)
+                        restart=args.restart, progress=not args.no_progress,
+                        split_file=args.rugd_split)
     except (AdapterError, ConvertError) as exc:
         print(f"offroad data convert: {exc}", file=sys.stderr)
         return 2

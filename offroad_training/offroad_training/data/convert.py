@@ -143,16 +143,18 @@ def _sum_unknown(records: Iterable[dict[str, Any]]) -> tuple[dict[str, int], int
 def convert(dataset: str, root: str | Path, out: str | Path,
             base_size: tuple[int, int] | None = DEFAULT_BASE_SIZE,
             jpeg_quality: int = DEFAULT_JPEG_QUALITY, workers: int | None = None,
-            restart: bool = False, progress: bool = True) -> dict[str, Any]:
+            restart: bool = False, progress: bool = True,
+            split_file: str | Path | None = None) -> dict[str, Any]:
     """Convert ``dataset`` at ``root`` into the unified format at ``out``; return the stats.
 
-    ``workers`` processes (default: all cores; 1 = in this process). Raises
+    ``workers`` processes (default: all cores; 1 = in this process). ``split_file``: RUGD's
+    sequence split (YAML ``{split: [sequence, ...]}``) instead of the built-in one. Raises
     :class:`ConvertError` (or :class:`~offroad_training.data.adapters.AdapterError`) when the
     conversion cannot start; bad pairs never raise, they are skipped and listed in the stats.
     """
     started = time.perf_counter()
     out = Path(out)
-    adapter = get_adapter(dataset, root)
+    adapter = get_adapter(dataset, root, split_file)
     scan = adapter.scan()
     for p in scan.problems:
         LOG.warning("%s: %s (%s)", p["id"], p["reason"], p["path"])

@@ -56,17 +56,37 @@ def rugd_colour(ids: np.ndarray, extra: dict[int, tuple[int, int, int]] | None =
     return lut[ids]
 
 
+RELLIS_DOWNLOAD_DIRS = ("Rellis_3D_pylon_camera_node", "Rellis_3D_pylon_camera_node_label_id",
+                        "Rellis_3D_image_split")
+"""The download's image, label-id and split zips, each extracted into its own directory."""
+
+
 def write_rellis3d(root: Path, frames: Iterable[Frame],
-                   splits: dict[str, list[tuple[str, str]]] | None = None) -> Path:
-    """``root/Rellis-3D/<seq>/pylon_camera_node{,_label_id}/``; ``splits`` -> ``<split>.lst``."""
-    base = root / "Rellis-3D"
+                   splits: dict[str, list[tuple[str, str]]] | None = None,
+                   layout: str = "merged") -> Path:
+    """RELLIS-3D images, label ids and (``splits``) ``<split>.lst`` files.
+
+    ``layout="merged"``: ``root/Rellis-3D/<seq>/pylon_camera_node{,_label_id}/``, lists in the
+    root. ``layout="download"``: the zips extracted side by side, as downloaded:
+    ``root/Rellis_3D_pylon_camera_node/Rellis-3D/<seq>/pylon_camera_node/``,
+    ``root/Rellis_3D_pylon_camera_node_label_id/Rellis-3D/<seq>/pylon_camera_node_label_id/``
+    and ``root/Rellis_3D_image_split/<split>.lst``.
+    """
+    if layout not in ("merged", "download"):
+        raise ValueError(f"layout {layout!r} is not 'merged' or 'download'")
+    images_dir, labels_dir, split_dir = RELLIS_DOWNLOAD_DIRS
+    download = layout == "download"
+    image_base = root / images_dir / "Rellis-3D" if download else root / "Rellis-3D"
+    label_base = root / labels_dir / "Rellis-3D" if download else root / "Rellis-3D"
     for seq, name, rgb, ids in frames:
-        _write_rgb(base / seq / "pylon_camera_node" / f"{name}.jpg", rgb)
-        _write_raw(base / seq / "pylon_camera_node_label_id" / f"{name}.png", ids)
+        _write_rgb(image_base / seq / "pylon_camera_node" / f"{name}.jpg", rgb)
+        _write_raw(label_base / seq / "pylon_camera_node_label_id" / f"{name}.png", ids)
+    lists = root / split_dir if download else root
     for split, members in (splits or {}).items():
         lines = [f"{seq}/pylon_camera_node/{name}.jpg {seq}/pylon_camera_node_label_id/{name}.png"
                  for seq, name in members]
-        (root / f"{split}.lst").write_text("\n".join(lines) + "\n")
+        lists.mkdir(parents=True, exist_ok=True)
+        (lists / f"{split}.lst").write_text("\n".join(lines) + "\n")
     return root
 
 
@@ -85,10 +105,11 @@ def write_rugd(root: Path, frames: Iterable[Frame], colormap: bool = True) -> Pa
 
 
 def write_goose(root: Path, frames: Iterable[Frame], csv_mapping: bool = True,
-                image_suffix: str = "_windshield_vis") -> Path:
+                image_suffix: str = "_windshield_vis", bom: bool = False) -> Path:
     """``root/images/<split>/<scenario>/<name><suffix>.png`` + ``labels/.../<name>_labelids``.
 
-    Frames of split ``test`` get no label file (GOOSE does not release them).
+    Frames of split ``test`` get no label file (GOOSE does not release them). ``bom``: write
+    ``goose_label_mapping.csv`` with a UTF-8 byte-order mark (as spreadsheet tools save it).
     """
     for group, name, rgb, ids in frames:
         split, scenario = group.split("/")
@@ -98,5 +119,6 @@ def write_goose(root: Path, frames: Iterable[Frame], csv_mapping: bool = True,
     if csv_mapping:
         rows = ["class_name,label_key,has_instance,hex"]
         rows += [f"{c.name},{c.id},False,#000000" for c in get_mapping("goose").classes]
-        (root / "goose_label_mapping.csv").write_text("\n".join(rows) + "\n")
+        (root / "goose_label_mapping.csv").write_text("\n".join(rows) + "\n",
+                                                      encoding="utf-8-sig" if bom else "utf-8")
     return root
