@@ -26,10 +26,10 @@ import time
 import numpy as np
 
 from offroad_core.camera import Camera, CameraIntrinsics, CameraPose
-from offroad_core.costmap.categories import CategoryValues, LabelTable, default_categories
+from offroad_core.costmap.categories import CategoryValues, LabelTable
 from offroad_core.costmap.grid import GridGeometry
 from offroad_core.costmap.projection import GroundProjector, ProjectionTables
-from offroad_core.ontology import CLASS_NAMES
+from offroad_core.ontology import CATEGORY_OF, CLASS_NAMES
 
 WIDTH, HEIGHT = 640, 544
 SKY, OBSTACLE = 6, 3
@@ -94,7 +94,7 @@ def main() -> None:
     geometry = GridGeometry.from_size(10.0, 10.0, 0.05, -2.0, -5.0)
     max_range = 8.0
     frames = [render_labels(camera, seed) for seed in range(8)]
-    table = LabelTable.build(range(len(CLASS_NAMES)), CLASS_NAMES, default_categories())
+    table = LabelTable.build(range(len(CLASS_NAMES)), CLASS_NAMES, dict(CATEGORY_OF))
     values = CategoryValues()
 
     t0 = time.perf_counter()

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-PROFILE = ROOT / "offroad_seg_node" / "config" / "fastdds_large_images.xml"
+PROFILE = ROOT / "launch" / "config" / "fastdds_large_images.xml"
 WIDTH, HEIGHT = 1280, 1080
 
 

@@ -238,13 +238,12 @@ def test_every_shipped_params_file_starts_the_node(node, tiny_model):
 
 
 @pytest.mark.ros
-def test_an_undeclared_parameter_is_caught(tmp_path, tiny_model):
+@pytest.mark.parametrize("node", sorted(NODES))
+def test_a_misspelt_parameter_refuses_to_start(tmp_path, tiny_model, node):
     bad = tmp_path / "bad.yaml"
-    bad.write_text("offroad_costmap:\n  ros__parameters:\n    resolutoin: 0.1\n")
-    proc = _start("offroad_costmap", bad, tiny_model)
-    try:
-        assert _probe("/offroad_costmap", ["resolutoin"], proc) == {
-            "resolutoin": "<undeclared>"}
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
+    bad.write_text(f"{node}:\n  ros__parameters:\n    resolutoin: 0.1\n")
+    proc = _start(node, bad, tiny_model)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "unknown parameter(s) resolutoin" in lines[0], err

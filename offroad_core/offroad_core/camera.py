@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 DISTORTION_MODELS = ("none", "plumb_bob", "rational_polynomial")
+MAX_IMAGE_SIDE = 16384  # pixels: larger is a broken message, not a camera
 
 # Rotation taking optical-frame vectors to camera-body-frame vectors.
 R_BODY_FROM_OPTICAL = np.array([[0.0, 0.0, 1.0],
@@ -79,8 +80,13 @@ class CameraIntrinsics:
     d: tuple[float, ...] = field(default=())
 
     def __post_init__(self) -> None:
-        if self.width <= 0 or self.height <= 0:
-            raise ValueError(f"camera size {self.width}x{self.height} is not positive")
+        if not (0 < self.width <= MAX_IMAGE_SIDE and 0 < self.height <= MAX_IMAGE_SIDE):
+            raise ValueError(f"camera size {self.width}x{self.height} is not within "
+                             f"1..{MAX_IMAGE_SIDE} pixels")
+        numbers = (self.fx, self.fy, self.cx, self.cy, *self.d)
+        if not all(math.isfinite(v) for v in numbers):
+            raise ValueError(f"camera matrix or distortion has a non-finite value: fx={self.fx}, "
+                             f"fy={self.fy}, cx={self.cx}, cy={self.cy}, d={list(self.d)}")
         if self.fx <= 0 or self.fy <= 0:
             raise ValueError(f"focal lengths fx={self.fx}, fy={self.fy} must be positive")
         if self.distortion_model not in DISTORTION_MODELS:
@@ -100,8 +106,16 @@ class CameraIntrinsics:
     @classmethod
     def from_camera_info(cls, width: int, height: int, k: Any, d: Any,
                          distortion_model: str) -> CameraIntrinsics:
-        """Build from CameraInfo fields (row-major 3x3 ``k``; empty model means none)."""
-        k = np.asarray(k, dtype=float).reshape(3, 3)
+        """Build from CameraInfo fields (row-major 3x3 ``k``; empty model means none).
+
+        The one CameraInfo validator of the project: ``ValueError`` with the reason for a K
+        that is not 3x3, non-finite numbers, a non-positive focal length or size, or an
+        unsupported distortion model.
+        """
+        k = np.asarray(k, dtype=float)
+        if k.size != 9:
+            raise ValueError(f"K has {k.size} values, expected 9 (row-major 3x3)")
+        k = k.reshape(3, 3)
         d = tuple(float(v) for v in d)
         model = distortion_model or "none"
         if model == "none" or not any(d):

@@ -15,11 +15,12 @@ Providers:
 ``cpu``
     ``CPUExecutionProvider`` for FP32 or QDQ ONNX graphs. Cannot run a context binary.
 ``auto``
-    ``qnn`` when a real HTP is usable, otherwise ``cpu`` with a loud warning (``logging`` at
-    WARNING level and a :class:`RuntimeWarning`). Decision: on x86_64 the QNN wheel only
-    *emulates* the HTP (correct numerics, far too slow for a camera), so ``auto`` counts the HTP
-    as usable only on aarch64 with a FastRPC device node; a context-binary model has no CPU
-    alternative, so ``auto`` runs it on the QNN EP (emulated if need be) and warns.
+    ``qnn`` when a real HTP is usable, otherwise ``cpu`` with a loud warning, once, through the
+    ``warn`` callable (default: ``logging`` at WARNING; the node passes its ROS logger).
+    Decision: on x86_64 the QNN wheel only *emulates* the HTP (correct numerics, far too slow
+    for a camera), so ``auto`` counts the HTP as usable only on aarch64 with a FastRPC device
+    node; a context-binary model has no CPU alternative, so ``auto`` runs it on the QNN EP
+    (emulated if need be) and warns.
 
 Input size, layout, classes and palette come from the model's contract
 (:mod:`offroad_core.contract`); the graph's declared input/outputs are checked against it and
@@ -32,7 +33,7 @@ import hashlib
 import logging
 import os
 import platform
-import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -184,11 +185,14 @@ class InferenceEngine:
     """
 
     def __init__(self, model_path: str | Path, provider: str = "auto",
-                 performance_mode: str = "burst", num_threads: int | None = None) -> None:
+                 performance_mode: str = "burst", num_threads: int | None = None,
+                 warn: Callable[[str], Any] | None = None) -> None:
         """Load the model, check it against its contract and create the session.
 
-        Raises :class:`EngineError` with an actionable message on any failure.
+        Raises :class:`EngineError` with an actionable message on any failure. ``warn`` gets
+        the provider-fallback warning (default: this module's logger).
         """
+        self._warn = warn or LOG.warning
         if provider not in PROVIDERS:
             raise EngineError(f"provider {provider!r} is not one of {', '.join(PROVIDERS)}")
         if performance_mode not in PERFORMANCE_MODES:
@@ -283,12 +287,6 @@ class InferenceEngine:
         self._warn("provider 'auto': no Hexagon HTP on this machine (needs aarch64 and "
                    f"{' or '.join(FASTRPC_DEVICES)}); RUNNING ON THE CPU")
         return CPU_EP, self._cpu_session()
-
-    @staticmethod
-    def _warn(message: str) -> None:
-        """Warn loudly: log at WARNING and raise a RuntimeWarning."""
-        LOG.warning(message)
-        warnings.warn(message, RuntimeWarning, stacklevel=3)
 
     def _options(self) -> Any:
         """Session options shared by both providers."""

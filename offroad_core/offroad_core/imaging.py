@@ -164,6 +164,33 @@ def decode_image(encoding: str, height: int, width: int, step: int,
     return cv2.cvtColor(pixels, spec.to_rgb)
 
 
+LABEL_ENCODINGS = ("mono8", "8UC1")
+
+
+def decode_labels(encoding: str, height: int, width: int, step: int,
+                  data: bytes | bytearray | memoryview | np.ndarray) -> np.ndarray:
+    """(H, W) uint8 view (no copy) of a mono8 label image with any row ``step``.
+
+    Raises :class:`ImageDecodeError` (reasons ``bad_encoding``, ``zero_size``, ``bad_step``,
+    ``truncated_data``) for anything else.
+    """
+    if encoding not in LABEL_ENCODINGS:
+        raise ImageDecodeError(f"labels encoding {encoding!r}; expected mono8", "bad_encoding")
+    if height <= 0 or width <= 0:
+        raise ImageDecodeError(f"labels have zero size ({width}x{height})", "zero_size")
+    if step < width:
+        raise ImageDecodeError(f"labels {width}x{height}: step {step} is shorter than a row",
+                               "bad_step")
+    buf = _buffer(data)
+    need = step * (height - 1) + width
+    if buf.size < need:
+        raise ImageDecodeError(f"labels {width}x{height} with step {step} need {need} bytes, "
+                               f"the message has {buf.size}", "truncated_data")
+    if step == width:
+        return buf[: height * width].reshape(height, width)
+    return np.lib.stride_tricks.as_strided(buf, (height, width), (step, 1))
+
+
 def _compressed_kind(fmt: str) -> str:
     """Map a ``CompressedImage.format`` string to ``"jpeg"`` or ``"png"``."""
     # image_transport writes e.g. "jpeg", "png", "rgb8; jpeg compressed bgr8".

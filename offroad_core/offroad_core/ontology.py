@@ -43,6 +43,7 @@ class OntologyClass:
     rgb: tuple[int, int, int]
     category: Category
     members: str
+    vertical: bool = False  # stands off the ground (marked at its ground contact, occludes)
 
 
 CLASSES: tuple[OntologyClass, ...] = (
@@ -53,16 +54,18 @@ CLASSES: tuple[OntologyClass, ...] = (
     OntologyClass(2, "vegetation", (60, 180, 60), Category.CAUTION,
                   "grass, low undergrowth, crops (drive-over)"),
     OntologyClass(3, "obstacle", (220, 40, 40), Category.BLOCKED,
-                  "trees, bushes, logs, rocks, poles, fences, walls, buildings, objects"),
+                  "trees, bushes, logs, rocks, poles, fences, walls, buildings, objects", True),
     OntologyClass(4, "water", (30, 90, 230), Category.HAZARD, "water, puddles"),
     OntologyClass(5, "dynamic", (250, 200, 0), Category.HAZARD,
-                  "people, animals, vehicles, bicycles"),
+                  "people, animals, vehicles, bicycles", True),
     OntologyClass(6, "sky", (135, 206, 235), Category.UNKNOWN, "sky"),
 )
 
 NUM_CLASSES = len(CLASSES)
 CLASS_NAMES: tuple[str, ...] = tuple(c.name for c in CLASSES)
 CLASS_ID: dict[str, int] = {c.name: c.id for c in CLASSES}
+CATEGORY_OF: dict[str, Category] = {c.name: c.category for c in CLASSES}
+VERTICAL_CLASSES: tuple[str, ...] = tuple(c.name for c in CLASSES if c.vertical)
 IGNORE_RGB: tuple[int, int, int] = (0, 0, 0)
 
 

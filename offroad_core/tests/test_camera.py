@@ -79,5 +79,13 @@ def test_camera_info_fields_and_validation():
         CameraIntrinsics(640, 480, 1, 1, 0, 0, "equidistant", (0, 0, 0, 0))
     with pytest.raises(ValueError, match="5 coefficients"):
         CameraIntrinsics(640, 480, 1, 1, 0, 0, "plumb_bob", (0.1, 0.2))
-    with pytest.raises(ValueError, match="positive"):
+    with pytest.raises(ValueError, match=r"not within 1\.\.16384"):
         CameraIntrinsics(0, 480, 1, 1, 0, 0)
+    with pytest.raises(ValueError, match="non-finite"):
+        CameraIntrinsics.from_camera_info(640, 480, [float("nan"), *k[1:]], [], "")
+    with pytest.raises(ValueError, match="non-finite"):
+        CameraIntrinsics.from_camera_info(640, 480, [float("inf"), *k[1:]], [], "")
+    with pytest.raises(ValueError, match="must be positive"):
+        CameraIntrinsics.from_camera_info(640, 480, [0.0, *k[1:]], [], "")
+    with pytest.raises(ValueError, match="expected 9"):
+        CameraIntrinsics.from_camera_info(640, 480, k[:4], [], "")

@@ -99,11 +99,13 @@ def test_invalid_provider_and_performance_mode(models):
 
 
 @pytest.mark.skipif(platform.machine() != "x86_64", reason="x86_64 has no real HTP")
-def test_auto_without_htp_falls_back_to_cpu_loudly(models, caplog):
-    with pytest.warns(RuntimeWarning, match="RUNNING ON THE CPU"):
-        engine = InferenceEngine(models["labels"], "auto")
+def test_auto_without_htp_falls_back_to_cpu_loudly_once(models, caplog):
+    engine = InferenceEngine(models["labels"], "auto")
     assert engine.provider == "CPUExecutionProvider"
-    assert "no Hexagon HTP" in caplog.text
+    assert caplog.text.count("RUNNING ON THE CPU") == 1
+    told: list[str] = []
+    InferenceEngine(models["labels"], "auto", warn=told.append)
+    assert len(told) == 1 and "no Hexagon HTP" in told[0]
 
 
 def test_qnn_version_mismatch_names_both_versions(tmp_path, models):

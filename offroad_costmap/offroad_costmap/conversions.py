@@ -1,4 +1,4 @@
-"""Build and read ROS messages for the costmap node (message types only, no rclpy)."""
+"""Message <-> array conversions of the costmap node (message packages only, no rclpy)."""
 
 from __future__ import annotations
 
@@ -12,33 +12,17 @@ from std_msgs.msg import Header
 
 from offroad_core.camera import CameraIntrinsics
 from offroad_core.costmap.grid import GridGeometry, grid_picture
-
-LABEL_ENCODINGS = ("mono8", "8UC1")
-
-
-class InputError(ValueError):
-    """A bad input message; ``reason`` is a short key for the diagnostics counters."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        """Keep the reason key next to the message."""
-        super().__init__(message)
-        self.reason = reason
+from offroad_core.costmap.pipeline import InputError, ModelInfo
+from offroad_core.imaging import ImageDecodeError, decode_labels
+from offroad_seg_msgs.msg import SegmentationInfo
 
 
 def labels_from_image(msg: Image) -> np.ndarray:
     """(H, W) uint8 view of a mono8 label image; :class:`InputError` on bad encoding/size."""
-    if msg.encoding not in LABEL_ENCODINGS:
-        raise InputError("bad_encoding", f"labels encoding {msg.encoding!r}; expected mono8")
-    h, w, step = msg.height, msg.width, msg.step
-    if h == 0 or w == 0 or step < w:
-        raise InputError("bad_size", f"labels {w}x{h} with step {step}")
-    if len(msg.data) < step * (h - 1) + w:
-        raise InputError("bad_size", f"labels {w}x{h} step {step} need "
-                         f"{step * (h - 1) + w} bytes, got {len(msg.data)}")
-    data = np.frombuffer(msg.data, dtype=np.uint8)
-    if step == w:
-        return data[: h * w].reshape(h, w)
-    return np.lib.stride_tricks.as_strided(data, (h, w), (step, 1))
+    try:
+        return decode_labels(msg.encoding, msg.height, msg.width, msg.step, msg.data)
+    except ImageDecodeError as exc:
+        raise InputError(exc.reason, str(exc)) from None
 
 
 def intrinsics_from_camera_info(msg: CameraInfo) -> CameraIntrinsics:
@@ -48,6 +32,13 @@ def intrinsics_from_camera_info(msg: CameraInfo) -> CameraIntrinsics:
                                                  msg.distortion_model)
     except ValueError as exc:
         raise InputError("bad_camera_info", f"camera_info: {exc}") from None
+
+
+def model_info(msg: SegmentationInfo) -> ModelInfo:
+    """The label meaning the costmap needs from a SegmentationInfo message."""
+    return ModelInfo(tuple(int(v) for v in msg.class_ids), tuple(msg.class_names),
+                     tuple(msg.class_categories), int(msg.ignore_value), int(msg.height),
+                     int(msg.width))
 
 
 def occupancy_grid(values: np.ndarray, geometry: GridGeometry, frame_id: str,

@@ -10,10 +10,10 @@ import pytest
 from scipy.ndimage import binary_dilation
 
 from offroad_core.camera import Camera, CameraIntrinsics, CameraPose
-from offroad_core.costmap.categories import LEVELS, CategoryValues, LabelTable, default_categories
+from offroad_core.costmap.categories import LEVELS, CategoryValues, LabelTable
 from offroad_core.costmap.grid import GridGeometry
 from offroad_core.costmap.projection import GroundProjector, ProjectionTables
-from offroad_core.ontology import CLASS_NAMES, CLASSES, Category
+from offroad_core.ontology import CATEGORY_OF, CLASS_NAMES, CLASSES, Category
 from offroad_costmap.test.scene import Obstacle, Scene
 
 K = [380.0, 0.0, 322.0, 0.0, 385.0, 270.0, 0.0, 0.0, 1.0]
@@ -38,7 +38,7 @@ def project(intr, pose, scene, occlusion="column", res=0.1, categories=None):
     camera = Camera(intr, pose)
     geometry = GridGeometry.from_size(10, 10, res, 0.0, -5.0)
     tables = ProjectionTables.build(camera, geometry, 8.0)
-    table = LabelTable.build(range(7), CLASS_NAMES, categories or default_categories())
+    table = LabelTable.build(range(7), CLASS_NAMES, categories or dict(CATEGORY_OF))
     grid = GroundProjector(tables, table, CategoryValues(), 1, occlusion).project(
         scene.render(camera))
     return camera, geometry, grid
@@ -86,7 +86,7 @@ def test_grid_matches_topdown(intr, pose, seed, occlusion):
 def test_obstacles_land_on_their_footprint(intr, pose, seed):
     """Every obstacle cell is within one cell of a cell the true footprint overlaps."""
     scene = Scene.random(seed)
-    categories = {**default_categories(), "dynamic": Category.BLOCKED}  # water stays HAZARD
+    categories = {**dict(CATEGORY_OF), "dynamic": Category.BLOCKED}  # water stays HAZARD
     _, geometry, grid = project(intr, pose, scene, categories=categories)
     overlapped = footprint_cells(scene, geometry)
     obstacle = grid.levels == 3
@@ -125,7 +125,7 @@ def test_sky_ignore_and_beyond_range_are_unknown():
     camera = Camera(PINHOLE, pose)
     geometry = GridGeometry.from_size(20, 10, 0.1, 0.0, -5.0)
     tables = ProjectionTables.build(camera, geometry, 8.0)
-    table = LabelTable.build(range(7), CLASS_NAMES, default_categories())
+    table = LabelTable.build(range(7), CLASS_NAMES, dict(CATEGORY_OF))
     projector = GroundProjector(tables, table, CategoryValues(), 1)
     xs, ys = geometry.cell_centres()
     grid = projector.project(np.zeros((544, 640), np.uint8))
@@ -140,7 +140,7 @@ def test_worst_wins_and_min_support():
     camera = Camera(PINHOLE, pose)
     geometry = GridGeometry.from_size(4, 4, 0.5, 1.0, -2.0)
     tables = ProjectionTables.build(camera, geometry, 8.0)
-    table = LabelTable.build(range(7), CLASS_NAMES, default_categories())
+    table = LabelTable.build(range(7), CLASS_NAMES, dict(CATEGORY_OF))
     labels = np.zeros((544, 640), np.uint8)
     uv, _ = camera.base_to_pixels(np.array([[2.25, 0.25, 0.0]]))
     u, v = np.round(uv[0]).astype(int)
@@ -159,6 +159,6 @@ def test_size_mismatch_is_refused():
     camera = Camera(PINHOLE, CameraPose(0.0, 0.0, 1.0, 0.0, 0.3, 0.0))
     tables = ProjectionTables.build(camera, GridGeometry.from_size(4, 4, 0.1, 0, -2), 8.0)
     projector = GroundProjector(tables, LabelTable.build(range(7), CLASS_NAMES,
-                                                         default_categories()), CategoryValues())
+                                                         dict(CATEGORY_OF)), CategoryValues())
     with pytest.raises(ValueError, match="camera model is 640x544"):
         projector.project(np.zeros((272, 320), np.uint8))

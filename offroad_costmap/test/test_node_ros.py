@@ -18,10 +18,9 @@ import pytest
 from diagnostic_msgs.msg import DiagnosticStatus
 
 from offroad_core.camera import Camera, CameraIntrinsics
-from offroad_core.costmap.categories import LabelTable
 from offroad_core.costmap.grid import GridGeometry
 from offroad_core.costmap.params import validate
-from offroad_core.costmap.projection import GroundProjector, ProjectionTables
+from offroad_core.costmap.pipeline import CostmapPipeline, ModelInfo
 from offroad_core.ontology import CLASS_NAMES, CLASSES
 from offroad_costmap.test.scene import Scene
 
@@ -63,14 +62,11 @@ def stop_node(proc: subprocess.Popen) -> str:
 
 def expected_values(labels: np.ndarray, **overrides) -> tuple[np.ndarray, GridGeometry]:
     """The core's grid for ``labels`` with the node's parameters."""
-    config = validate({**BASE, **overrides})
-    tables = ProjectionTables.build(Camera(INTR, config.pose), config.geometry,
-                                    config.max_range, config.oversample)
-    table = LabelTable.build(range(len(CLASS_NAMES)), CLASS_NAMES, config.categories,
-                             config.vertical_classes)
-    projector = GroundProjector(tables, table, config.category_values, config.min_support,
-                                config.occlusion)
-    return projector.project(labels).values, config.geometry
+    pipeline = CostmapPipeline(validate({**BASE, **overrides}))
+    pipeline.set_model_info(ModelInfo(tuple(range(len(CLASS_NAMES))), CLASS_NAMES))
+    pipeline.set_camera(INTR)
+    frame = pipeline.process(labels, 0.0, 0.0)
+    return frame.values, frame.geometry
 
 
 def scene_labels(seed: int) -> np.ndarray:
@@ -336,7 +332,7 @@ def test_old_missing_and_bad_inputs_are_counted_and_the_node_keeps_going():
         assert diag["rejected_stale"] == "3"
         assert diag["rejected_size_mismatch"] == "1"
         assert diag["rejected_bad_encoding"] == "1"
-        assert diag["rejected_bad_size"] == "1"
+        assert diag["rejected_truncated_data"] == "1"
         assert diag["labels_rejected"] == "8" and diag["labels_accepted"] == "1"
         assert proc.poll() is None
     finally:
@@ -344,7 +340,7 @@ def test_old_missing_and_bad_inputs_are_counted_and_the_node_keeps_going():
             peer.close()
         out = stop_node(proc)
     assert proc.returncode == 0, out
-    assert out.count("rejected labels (stale") == 1, out    # throttled: 3 rejects, one log
+    assert out.count("[stale, ") == 1, out    # throttled per reason: 3 rejects, one log line
     assert "labels are 1." in out and "156x136 but SegmentationInfo says 160x136" in out
 
 

@@ -20,10 +20,10 @@ import pytest
 from scipy.ndimage import distance_transform_edt
 
 from offroad_core.camera import Camera, CameraIntrinsics, CameraPose
-from offroad_core.costmap.categories import LEVELS, CategoryValues, LabelTable, default_categories
+from offroad_core.costmap.categories import LEVELS, CategoryValues, LabelTable
 from offroad_core.costmap.grid import GridGeometry
 from offroad_core.costmap.projection import GroundProjector, ProjectionTables
-from offroad_core.ontology import CLASS_NAMES, CLASSES, Category, class_id
+from offroad_core.ontology import CATEGORY_OF, CLASS_NAMES, CLASSES, Category, class_id
 
 synth = pytest.importorskip("offroad_training.synth")
 
@@ -84,7 +84,7 @@ def places():
 def grid_for(camera: Camera, labels: np.ndarray, geometry: GridGeometry, categories=None):
     tables = ProjectionTables.build(camera, geometry, 8.0)
     table = LabelTable.build(range(len(CLASS_NAMES)), CLASS_NAMES,
-                             categories or default_categories())
+                             categories or dict(CATEGORY_OF))
     return GroundProjector(tables, table, CategoryValues()).project(labels)
 
 
@@ -131,7 +131,7 @@ def test_synthetic_frames_match_the_topdown_map(places, camera_name):
     geometry = GridGeometry.from_size(10.0, 10.0, RES, 0.0, -5.0)
     spec = synth.TopDownSpec(resolution=RES, origin_x=geometry.origin_x,
                              origin_y=geometry.origin_y, size_x=10.0, size_y=10.0)
-    blocked_categories = {**default_categories(), "dynamic": Category.BLOCKED}
+    blocked_categories = {**dict(CATEGORY_OF), "dynamic": Category.BLOCKED}
     matches, hidden_total, obstacle_total, widened = [], 0, 0, 0
     for seed, world, pose in places:
         frame = synth.render_frame(world, camera, seed=seed, robot_pose=pose, topdown=spec)

@@ -2,7 +2,7 @@
 
 All pixel work goes through :mod:`offroad_core.imaging`. Outgoing images are filled with
 ``bytes`` (``array.tobytes()``): assigning a numpy array to ``msg.data`` costs ~185 ms per
-1280x1080 frame in rclpy, ``tobytes()`` under 1 ms (DESIGN.md section 3).
+1280x1080 frame in rclpy, ``tobytes()`` under 1 ms (measured; docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from std_msgs.msg import Header
 from offroad_core.camera import rescale_k, rescale_p, scale_factors
 from offroad_core.contract import ModelContract
 from offroad_core.imaging import decode_compressed, decode_image
-from offroad_seg_msgs.msg import SegmentationInfo
+from offroad_seg_msgs.msg import SegmentationInfo, SegmentationStats
 
 
 def message_to_rgb(msg: Image | CompressedImage) -> np.ndarray:
@@ -79,3 +79,19 @@ def rescale_camera_info(info: CameraInfo, width: int, height: int, header: Heade
     out.r = list(info.r)
     out.p = rescale_p(np.asarray(info.p), sx, sy).reshape(-1).tolist()
     return out
+
+
+def stats_message(header: Header, stage_ms: dict[str, float], labels: np.ndarray,
+                  num_classes: int, totals: tuple[int, int, int, int]) -> SegmentationStats:
+    """SegmentationStats of one processed frame (``totals``: received, processed, dropped,
+    rejected)."""
+    stats = SegmentationStats()
+    stats.header = header
+    stats.preprocess_ms = stage_ms["preprocess"]
+    stats.inference_ms = stage_ms["inference"]
+    stats.postprocess_ms = stage_ms["postprocess"]
+    stats.age_ms = stage_ms["age"]
+    stats.class_fractions = class_fractions(labels, num_classes)
+    (stats.frames_received, stats.frames_processed, stats.frames_dropped,
+     stats.frames_rejected) = totals
+    return stats

@@ -1,29 +1,19 @@
 """The segmentation node: camera images in, mono8 traversability labels out.
 
-Wiring only; the work lives in plain modules (:mod:`.pipeline`, :mod:`.conversions`,
-:mod:`.frame_slot`, :mod:`.counters`, :mod:`.diagnostics`, :mod:`.params`).
-
-Threads: the executor thread only stores incoming messages in a latest-frame-only slot
-(:class:`.frame_slot.LatestFrameSlot`); one worker thread decodes, runs the model and publishes.
-A frame arriving while another waits replaces it and is counted as dropped.
-
-Start-up decision: in plain mode (``lifecycle: false``) the node configures and activates itself
-at start; invalid parameters or a missing/corrupt/contract-mismatched model are logged as one
-clear error and the process exits with status 2 (nothing to run without a model; a supervisor
-restart will not help either, so the code is distinct from a crash). In lifecycle mode the same
-problems make the ``configure`` transition fail and the node stays unconfigured, alive.
+Wiring only: the per-frame work is :class:`offroad_core.segmentation.pipeline.FramePipeline`
+run by :class:`.frame_worker.FrameWorker` on its own thread (newest frame only), parameters
+are :mod:`offroad_core.segmentation.params`, messages :mod:`.conversions`, diagnostics
+:mod:`.diagnostics`. Start-up: in plain mode (``lifecycle: false``) invalid parameters or an
+unusable model are one clear error and exit status 2; in lifecycle mode the ``configure``
+transition fails and the node stays unconfigured, alive.
 """
 
 from __future__ import annotations
 
 import sys
-import threading
-import time
 from typing import Any
 
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
-from rclpy.executors import ExternalShutdownException
 from rclpy.lifecycle import Node as LifecycleNode
 from rclpy.lifecycle import State, TransitionCallbackReturn
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -31,32 +21,24 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 
 from offroad_core.engine import EngineError, InferenceEngine
-from offroad_core.imaging import ImageDecodeError
-from offroad_core.params import descriptor
-from offroad_core.segmentation.overlay import blend_overlay, palette_lut
-from offroad_core.segmentation.params import (
-    PARAMETERS,
-    ConfigError,
-    NodeConfig,
-    check_against_model,
-    validate,
+from offroad_core.node_runtime import (
+    CallbackGuard,
+    ReasonLog,
+    accept_runtime_changes,
+    declare_parameters,
+    run_node,
 )
+from offroad_core.params import ConfigError
+from offroad_core.segmentation.overlay import palette_lut
+from offroad_core.segmentation.params import PARAMETERS, NodeConfig, check_against_model, validate
 from offroad_core.segmentation.pipeline import FramePipeline
 from offroad_seg_msgs.msg import SegmentationInfo, SegmentationStats
-from offroad_seg_node.conversions import (
-    array_to_image,
-    class_fractions,
-    info_message,
-    message_to_rgb,
-    rescale_camera_info,
-)
+from offroad_seg_node.conversions import info_message
 from offroad_seg_node.counters import FrameCounters
 from offroad_seg_node.diagnostics import diagnostic_status
-from offroad_seg_node.frame_slot import LatestFrameSlot
+from offroad_seg_node.frame_worker import FrameWorker, Outputs
 
 NODE_NAME = "offroad_segmentation"
-EXIT_CONFIG_ERROR = 2
-LOG_THROTTLE_S = 5.0
 
 
 class SegmentationNode(LifecycleNode):
@@ -65,30 +47,35 @@ class SegmentationNode(LifecycleNode):
     def __init__(self, **kwargs: Any) -> None:
         """Declare every parameter (one block, with descriptors); load nothing yet."""
         super().__init__(NODE_NAME, **kwargs)
-        for spec in PARAMETERS:
-            self.declare_parameter(spec.name, spec.default, descriptor(spec))
-        self.lifecycle_mode = bool(self.get_parameter("lifecycle").value)
+        self.lifecycle_mode = bool(declare_parameters(self, PARAMETERS)["lifecycle"])
         self._config: NodeConfig | None = None
         self._pipeline: FramePipeline | None = None
-        self._slot: LatestFrameSlot[Image | CompressedImage] = LatestFrameSlot()
+        self._worker: FrameWorker | None = None
         self._counters = FrameCounters()
         self._last_snapshot = self._counters.snapshot()
-        self._camera_info: CameraInfo | None = None
-        self._frame_id: str | None = None
-        self._worker: threading.Thread | None = None
-        self._active = threading.Event()
+        self._problems = ReasonLog(lambda text: self.get_logger().error(f"rejected: {text}"))
+        self._guard = CallbackGuard(self.get_logger())
+        self._frame_id = ""
         self._entities: list[Any] = []
-        self._diag_timer = None
-        self._lut = None
+        accept_runtime_changes(self, PARAMETERS, self._apply_parameters)
+
+    def _apply_parameters(self, values: dict[str, Any]) -> None:
+        """Runtime change of dynamic parameters: validated like at configure, then applied."""
+        config = validate(values)
+        if self._pipeline is not None:
+            check_against_model(config, self._pipeline.contract.has_confidence)
+            self._pipeline.configure(config.confidence_threshold, config.debug_extra_latency_ms)
+            self._worker.overlay_alpha = config.overlay_alpha
+            self._config = config
+            self._publish_info()
 
     # ------------------------------------------------------------------ lifecycle transitions
     def on_configure(self, state: State) -> TransitionCallbackReturn:
         """Validate parameters, load the model, create publishers and subscriptions."""
         try:
-            values = {s.name: self.get_parameter(s.name).value for s in PARAMETERS}
-            config = validate(values)
+            config = validate({s.name: self.get_parameter(s.name).value for s in PARAMETERS})
             engine = InferenceEngine(config.model_path, config.provider, config.performance_mode,
-                                     config.num_threads or None)
+                                     config.num_threads or None, warn=self.get_logger().warning)
             check_against_model(config, engine.contract.has_confidence)
         except (ConfigError, EngineError) as exc:
             self.get_logger().error(f"configure failed: {exc}")
@@ -96,7 +83,6 @@ class SegmentationNode(LifecycleNode):
         self._config = config
         self._pipeline = FramePipeline(engine, config.confidence_threshold,
                                        config.debug_extra_latency_ms)
-        self._lut = palette_lut(engine.contract.palette, engine.contract.ignore_index)
         self._create_entities(config)
         c = engine.contract
         self.get_logger().info(
@@ -116,35 +102,38 @@ class SegmentationNode(LifecycleNode):
         latched = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
                              reliability=ReliabilityPolicy.RELIABLE,
                              durability=DurabilityPolicy.TRANSIENT_LOCAL)
-        self._pub_labels = self.create_publisher(Image, config.topic("labels"), out_qos)
-        self._pub_conf = (self.create_publisher(Image, config.topic("confidence"), out_qos)
-                          if config.publish_confidence else None)
-        self._pub_overlay = (self.create_publisher(Image, config.topic("overlay"), out_qos)
-                             if config.publish_overlay else None)
-        self._pub_info = self.create_publisher(SegmentationInfo, config.topic("info"), latched)
-        self._pub_stats = self.create_publisher(SegmentationStats, config.topic("stats"),
-                                                out_qos)
-        self._pub_cam = (self.create_publisher(CameraInfo, config.topic("camera_info"), out_qos)
-                         if config.use_camera_info else None)
-        self._pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        if config.input_transport == "raw":
-            sub = self.create_subscription(Image, config.image_topic, self._on_image, sub_qos)
-        else:
-            sub = self.create_subscription(CompressedImage, config.compressed_topic,
-                                           self._on_image, sub_qos)
-        self._entities = [self._pub_labels, self._pub_conf, self._pub_overlay, self._pub_info,
-                          self._pub_stats, self._pub_cam, self._pub_diag, sub]
-        if config.use_camera_info:
-            self._entities.append(self.create_subscription(
-                CameraInfo, config.camera_info_topic, self._on_camera_info, sub_qos))
-        self._diag_timer = self.create_timer(config.diagnostics_period, self._publish_diagnostics)
+        pub, sub, guard = self.create_publisher, self.create_subscription, self._guard
+        outputs = Outputs(
+            labels=pub(Image, config.topic("labels"), out_qos),
+            stats=pub(SegmentationStats, config.topic("stats"), out_qos),
+            confidence=pub(Image, config.topic("confidence"), out_qos)
+            if config.publish_confidence else None,
+            overlay=pub(Image, config.topic("overlay"), out_qos) if config.publish_overlay
+            else None,
+            camera_info=pub(CameraInfo, config.topic("camera_info"), out_qos)
+            if config.use_camera_info else None)
+        contract = self._pipeline.contract
+        self._worker = FrameWorker(
+            self._pipeline, outputs, self._counters, self._reject,
+            lambda: self.get_clock().now().nanoseconds,
+            palette_lut(contract.palette, contract.ignore_index), config.overlay_alpha,
+            self._on_frame_id)
+        self._pub_info = pub(SegmentationInfo, config.topic("info"), latched)
+        self._pub_diag = pub(DiagnosticArray, "/diagnostics", 10)
+        raw = config.input_transport == "raw"
+        self._entities = [
+            *vars(outputs).values(), self._pub_info, self._pub_diag,
+            sub(Image if raw else CompressedImage,
+                config.image_topic if raw else config.compressed_topic,
+                guard("image", self._worker.put), sub_qos),
+            sub(CameraInfo, config.camera_info_topic, guard("camera_info", self._on_camera_info),
+                sub_qos) if config.use_camera_info else None,
+            self.create_timer(config.diagnostics_period,
+                              guard("diagnostics", self._publish_diagnostics))]
 
     def on_activate(self, state: State) -> TransitionCallbackReturn:
         """Publish the model info and start the worker thread."""
         self._publish_info()
-        self._slot.reopen()
-        self._active.set()
-        self._worker = threading.Thread(target=self._work, name="segmentation", daemon=True)
         self._worker.start()
         return TransitionCallbackReturn.SUCCESS
 
@@ -154,7 +143,7 @@ class SegmentationNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def on_cleanup(self, state: State) -> TransitionCallbackReturn:
-        """Release the model, publishers and subscriptions."""
+        """Release the model, publishers, subscriptions and the timer."""
         self._release()
         return TransitionCallbackReturn.SUCCESS
 
@@ -165,135 +154,38 @@ class SegmentationNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def stop(self) -> None:
-        """Stop the worker thread and count a pending frame as dropped."""
-        self._active.clear()
-        self._slot.close()
+        """Stop the worker thread (a pending frame counts as dropped)."""
         if self._worker is not None:
-            self._worker.join(timeout=10.0)
-            self._worker = None
-        if self._slot.clear():
-            self._counters.dropped()
+            self._worker.stop()
 
     def _release(self) -> None:
-        """Destroy publishers, subscriptions, the timer and the engine."""
-        for entity in self._entities:
-            if entity is None:
-                continue
-            if hasattr(entity, "topic_name") and hasattr(entity, "publish"):
+        for entity in filter(None, self._entities):
+            if hasattr(entity, "publish"):
                 self.destroy_publisher(entity)
+            elif hasattr(entity, "timer_period_ns"):
+                self.destroy_timer(entity)
             else:
                 self.destroy_subscription(entity)
-        self._entities = []
-        if self._diag_timer is not None:
-            self.destroy_timer(self._diag_timer)
-            self._diag_timer = None
-        self._pipeline = None
+        self._entities, self._pipeline, self._worker = [], None, None
 
     # ------------------------------------------------------------------ callbacks
-    def _on_image(self, msg: Image | CompressedImage) -> None:
-        """Store the newest frame; the one it replaces (if any) counts as dropped."""
-        if not self._active.is_set():
-            return
-        self._counters.received(dropped=self._slot.put(msg))
-
     def _on_camera_info(self, msg: CameraInfo) -> None:
-        """Remember the latest camera calibration."""
-        self._camera_info = msg
+        if self._worker is not None:
+            self._worker.camera_info = msg
 
-    # ------------------------------------------------------------------ worker
-    def _work(self) -> None:
-        """Worker loop: take the newest frame and process it, until deactivated."""
-        while self._active.is_set():
-            msg = self._slot.take(timeout=0.2)
-            if msg is None or self._pipeline is None:
-                continue
-            try:
-                self._process(msg, self._pipeline)
-            except Exception as exc:  # never let one frame kill the worker
-                self._counters.engine_error(f"{type(exc).__name__}: {exc}")
-                self.get_logger().error(f"frame failed: {type(exc).__name__}: {exc}",
-                                        throttle_duration_sec=LOG_THROTTLE_S)
+    def _reject(self, reason: str, message: str) -> None:
+        self._counters.rejected(reason, message)
+        self._problems(reason, message)
 
-    def _process(self, msg: Image | CompressedImage, pipeline: FramePipeline) -> None:
-        """Decode, infer and publish one frame, timing every stage."""
-        config = self._config
-        t0 = time.perf_counter()
-        try:
-            rgb = message_to_rgb(msg)
-        except ImageDecodeError as exc:
-            self._counters.rejected(exc.reason, str(exc))
-            self.get_logger().error(f"rejected input frame ({exc.reason}): {exc}",
-                                    throttle_duration_sec=LOG_THROTTLE_S)
-            return
-        model_input = pipeline.preprocess(rgb)
-        t1 = time.perf_counter()
-        try:
-            out = pipeline.infer(model_input)
-        except EngineError as exc:
-            self._counters.engine_error(str(exc))
-            self.get_logger().error(f"inference failed: {exc}",
-                                    throttle_duration_sec=LOG_THROTTLE_S)
-            return
-        t2 = time.perf_counter()
-        result = pipeline.postprocess(model_input, out)
-        header = msg.header
-        # camera_info first: a consumer (the costmap) needs it to use the labels that follow
-        self._publish_camera_info(header, pipeline)
-        self._pub_labels.publish(array_to_image(result.labels, "mono8", header))
-        if self._pub_conf is not None and result.confidence is not None:
-            self._pub_conf.publish(array_to_image(result.confidence, "mono8", header))
-        if self._pub_overlay is not None and self._pub_overlay.get_subscription_count() > 0:
-            overlay = blend_overlay(result.model_input, result.labels, self._lut,
-                                    config.overlay_alpha)
-            self._pub_overlay.publish(array_to_image(overlay, "rgb8", header))
-        t3 = time.perf_counter()
-        if self._frame_id != header.frame_id:
-            self._frame_id = header.frame_id
-            self._publish_info()
-        age_ms = (self.get_clock().now().nanoseconds
-                  - (header.stamp.sec * 1_000_000_000 + header.stamp.nanosec)) / 1e6
-        stage_ms = {"preprocess": (t1 - t0) * 1e3, "inference": (t2 - t1) * 1e3,
-                    "postprocess": (t3 - t2) * 1e3, "age": age_ms}
-        self._counters.processed(stage_ms)
-        self._publish_stats(header, stage_ms, result.labels, pipeline.contract.num_classes)
-
-    def _publish_camera_info(self, header: Header, pipeline: FramePipeline) -> None:
-        """Publish the latest CameraInfo rescaled to the label size (if configured)."""
-        info = self._camera_info
-        if self._pub_cam is None or info is None:
-            return
-        try:
-            scaled = rescale_camera_info(info, pipeline.contract.width, pipeline.contract.height,
-                                         header)
-        except ValueError as exc:
-            self._counters.rejected("bad_camera_info", f"camera_info: {exc}")
-            self.get_logger().error(f"cannot rescale camera_info: {exc}",
-                                    throttle_duration_sec=LOG_THROTTLE_S)
-            return
-        self._pub_cam.publish(scaled)
-
-    def _publish_stats(self, header: Header, stage_ms: dict[str, float], labels: Any,
-                       num_classes: int) -> None:
-        """Publish SegmentationStats for one processed frame."""
-        received, processed, dropped, rejected = self._counters.totals
-        stats = SegmentationStats()
-        stats.header = header
-        stats.preprocess_ms = stage_ms["preprocess"]
-        stats.inference_ms = stage_ms["inference"]
-        stats.postprocess_ms = stage_ms["postprocess"]
-        stats.age_ms = stage_ms["age"]
-        stats.class_fractions = class_fractions(labels, num_classes)
-        stats.frames_received, stats.frames_processed = received, processed
-        stats.frames_dropped, stats.frames_rejected = dropped, rejected
-        self._pub_stats.publish(stats)
+    def _on_frame_id(self, frame_id: str) -> None:
+        self._frame_id = frame_id
+        self._publish_info()
 
     def _publish_info(self) -> None:
         """Publish the latched SegmentationInfo (on activation and when frame_id changes)."""
         if self._pipeline is None:
             return
-        header = Header()
-        header.stamp = self.get_clock().now().to_msg()
-        header.frame_id = self._frame_id or ""
+        header = Header(stamp=self.get_clock().now().to_msg(), frame_id=self._frame_id)
         engine = self._pipeline.engine
         self._pub_info.publish(info_message(engine.contract, engine.provider,
                                             engine.model_sha256,
@@ -303,46 +195,34 @@ class SegmentationNode(LifecycleNode):
         """Publish /diagnostics with counters, rejected inputs by reason and stage timings."""
         if self._pipeline is None:
             return
-        now = self._counters.snapshot()
-        engine = self._pipeline.engine
+        now, engine = self._counters.snapshot(), self._pipeline.engine
         status = diagnostic_status(
             f"{self.get_name()}: segmentation", engine.contract.model_id, now,
             self._last_snapshot, self._config.diagnostics_period,
             {"provider": engine.provider, "model_path": str(engine.model_path),
-             "model_sha256": engine.model_sha256, "active": str(self._active.is_set())})
+             "model_sha256": engine.model_sha256,
+             "active": str(self._worker is not None and self._worker.active),
+             **{f"fault_{k}": str(v) for k, v in sorted(self._guard.faults.items())}})
         self._last_snapshot = now
-        array = DiagnosticArray()
-        array.header.stamp = self.get_clock().now().to_msg()
-        array.status = [status]
-        self._pub_diag.publish(array)
+        self._pub_diag.publish(DiagnosticArray(header=Header(
+            stamp=self.get_clock().now().to_msg()), status=[status]))
+
+
+def _start(node: SegmentationNode) -> bool:
+    """Plain mode configures and activates at once; False (exit 2) if configure fails."""
+    if node.lifecycle_mode:
+        return True
+    if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
+        node.get_logger().fatal("cannot start (see the error above); exiting with status 2")
+        return False
+    node.trigger_activate()
+    return True
 
 
 def main(args: list[str] | None = None) -> int:
-    """Run the node; returns 2 when plain mode cannot configure (see the module docstring)."""
-    rclpy.init(args=args)
-    node = None
-    try:
-        try:
-            node = SegmentationNode()
-        except Exception as exc:  # rclpy's parameter exceptions (type/range) at declaration
-            print(f"[{NODE_NAME}] invalid parameters: {exc}", file=sys.stderr)
-            return EXIT_CONFIG_ERROR
-        if not node.lifecycle_mode:
-            if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
-                node.get_logger().fatal("cannot start (see the error above); exiting with "
-                                        f"status {EXIT_CONFIG_ERROR}")
-                return EXIT_CONFIG_ERROR
-            node.trigger_activate()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.stop()
-            node.destroy_node()
-        if rclpy.ok():
-            rclpy.try_shutdown()
-    return 0
+    """Run the node; 2 when plain mode cannot configure, 0 on Ctrl-C or shutdown."""
+    return run_node(SegmentationNode, NODE_NAME, args, start=_start,
+                    stop=lambda node: node.stop())
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from offroad_core.testing import build_tiny_model
 pytestmark = pytest.mark.ros
 
 MODEL_H, MODEL_W = 64, 80
-PROFILE = Path(__file__).parents[1] / "config" / "fastdds_large_images.xml"
+PROFILE = Path(__file__).resolve().parents[2] / "launch" / "config" / "fastdds_large_images.xml"
 IMG_H, IMG_W = 128, 160
 
 
@@ -268,7 +268,9 @@ def test_compressed_input_and_bad_input_keep_the_node_alive(model, engine):
         peer.close()
         out = stop_node(proc)
     assert "corrupt jpeg: no EOI marker" in out
-    assert out.count("rejected input frame") == 1  # throttled: 4 rejects within 5 s, one log
+    # throttled per reason: 4 rejects of 3 reasons within 5 s, one line per reason
+    assert out.count("[corrupt_compressed, ") == 1, out
+    assert out.count("[zero_size, ") == 1 and out.count("[unsupported_encoding, ") == 1, out
 
 
 def test_bad_raw_input_is_counted_by_reason_and_the_node_keeps_going(model):

@@ -198,7 +198,7 @@ def _percentiles(values: list[float]) -> dict[str, float | None]:
 
 def _score(rec: Recorder, truth: dict[str, dict[int, Any]], out: Path) -> dict[str, Any]:
     from offroad_core import ontology
-    from offroad_core.costmap.categories import CategoryValues, LabelTable, default_categories
+    from offroad_core.costmap.categories import CategoryValues, LabelTable
     from offroad_core.costmap.grid import GridGeometry, grid_picture
     from offroad_core.evaluation import ConfusionMatrix
     from offroad_core.imaging import resize_labels, resize_to_model
@@ -208,7 +208,9 @@ def _score(rec: Recorder, truth: dict[str, dict[int, Any]], out: Path) -> dict[s
     info = rec.info
     names = list(info.class_names) if info is not None else list(ontology.CLASS_NAMES)
     ids = list(info.class_ids) if info is not None else list(range(len(names)))
-    table = LabelTable.build(ids, names, default_categories())
+    from offroad_core.ontology import CATEGORY_OF
+
+    table = LabelTable.build(ids, names, dict(CATEGORY_OF))
     level_lut = CategoryValues().level_lut()
     # grid value (-1..100) + 1 -> severity level; equal values (blocked = hazard) keep the higher
     level_of_value = np.zeros(102, dtype=np.uint8)

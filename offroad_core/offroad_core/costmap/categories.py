@@ -1,8 +1,10 @@
 """Class name -> traversability category -> OccupancyGrid value.
 
-The default table is the ontology's (``offroad_core.ontology.CLASSES``); parameters override
-it per class name as ``"name=CATEGORY"``. Label values come from ``SegmentationInfo`` (class ids
-and names), so the costmap never assumes an index order.
+One road: the categories come from the model (``SegmentationInfo.class_categories``, written
+into the model's metadata at export); the ontology is only the fallback for a model that
+carries none. Parameters override per class name as ``"name=CATEGORY"``. Label values come
+from ``SegmentationInfo`` too (class ids and names), so the costmap never assumes an index
+order.
 
 Severity levels (used by the reduction, worst wins): 0 no evidence, 1 FREE, 2 CAUTION,
 3 BLOCKED, 4 HAZARD. UNKNOWN classes (sky) and the ignore value give no evidence.
@@ -15,23 +17,39 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from offroad_core.ontology import CLASSES, IGNORE_INDEX, Category
+from offroad_core.ontology import CATEGORY_OF, IGNORE_INDEX, VERTICAL_CLASSES, Category
 
 NO_EVIDENCE = 0
 LEVELS: dict[Category, int] = {Category.UNKNOWN: NO_EVIDENCE, Category.FREE: 1,
                                Category.CAUTION: 2, Category.BLOCKED: 3, Category.HAZARD: 4}
 NUM_LEVELS = 5
 UNKNOWN_VALUE = -1
-DEFAULT_VERTICAL_CLASSES = ("obstacle", "dynamic")
+DEFAULT_VERTICAL_CLASSES = VERTICAL_CLASSES
 
 
 class CategoryError(ValueError):
     """Invalid category table (unknown category name, malformed override)."""
 
 
-def default_categories() -> dict[str, Category]:
-    """Category of every ontology class, by name."""
-    return {c.name: c.category for c in CLASSES}
+def model_categories(class_names: Sequence[str], class_categories: Sequence[str],
+                     overrides: dict[str, Category]) -> dict[str, Category]:
+    """Category of every class of a model, by name: the model's own categories (one per
+    class), else the ontology's for a model that carries none; ``overrides`` win."""
+    if class_categories and len(class_categories) != len(class_names):
+        raise CategoryError(f"{len(class_names)} class names but {len(class_categories)} "
+                            "categories")
+    table: dict[str, Category] = {}
+    for i, name in enumerate(class_names):
+        if class_categories:
+            try:
+                table[name] = Category(str(class_categories[i]).upper())
+            except ValueError:
+                raise CategoryError(f"class {name!r} has category {class_categories[i]!r}, not "
+                                    f"one of {', '.join(c.value for c in Category)}") from None
+        elif name in CATEGORY_OF:
+            table[name] = CATEGORY_OF[name]
+    table.update({name: cat for name, cat in overrides.items() if name in class_names})
+    return table
 
 
 def parse_overrides(overrides: Iterable[str]) -> dict[str, Category]:

@@ -1,6 +1,6 @@
 """Parameters of the costmap node: one table (name, default, description, range) and the
-validation run at start. No rclpy import: the node turns :data:`PARAMETERS` into
-``ParameterDescriptor`` declarations.
+validation run at start and on every runtime change. No rclpy import: the node turns
+:data:`PARAMETERS` into ``ParameterDescriptor`` declarations (:mod:`offroad_core.params`).
 """
 
 from __future__ import annotations
@@ -13,13 +13,12 @@ from offroad_core.costmap.categories import (
     DEFAULT_VERTICAL_CLASSES,
     CategoryError,
     CategoryValues,
-    default_categories,
     parse_overrides,
 )
 from offroad_core.costmap.grid import GridGeometry
 from offroad_core.costmap.projection import OCCLUSION_MODES
 from offroad_core.ontology import Category
-from offroad_core.params import ParamSpec
+from offroad_core.params import ConfigError, ParamSpec, check_values
 
 PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("labels_topic", "segmentation/labels", "input mono8 label image"),
@@ -45,38 +44,46 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("origin_x", -2.0, "x of the grid corner in base_link (m)", low=-200.0, high=200.0),
     ParamSpec("origin_y", -5.0, "y of the grid corner in base_link (m)", low=-200.0, high=200.0),
     ParamSpec("max_range", 8.0, "ground farther than this from the camera (m, horizontal) is "
-              "unknown", low=0.5, high=200.0),
+              "unknown", low=0.5, high=200.0, dynamic=True),
     ParamSpec("oversample", 1.0, "ray samples per label pixel pitch (>= 1 keeps thin objects)",
-              low=0.25, high=4.0),
-    ParamSpec("camera_x", 0.0, "camera position in base_link (m)", low=-50.0, high=50.0),
-    ParamSpec("camera_y", 0.0, "camera position in base_link (m)", low=-50.0, high=50.0),
-    ParamSpec("camera_z", 1.0, "camera height above the ground (m)", low=0.05, high=50.0),
+              low=0.25, high=4.0, dynamic=True),
+    ParamSpec("camera_x", 0.0, "camera position in base_link (m)", low=-50.0, high=50.0,
+              dynamic=True),
+    ParamSpec("camera_y", 0.0, "camera position in base_link (m)", low=-50.0, high=50.0,
+              dynamic=True),
+    ParamSpec("camera_z", 1.0, "camera height above the ground (m)", low=0.05, high=50.0,
+              dynamic=True),
     ParamSpec("camera_roll", 0.0, "camera roll in base_link (rad, REP-103)", low=-3.15,
-              high=3.15),
+              high=3.15, dynamic=True),
     ParamSpec("camera_pitch", 0.26, "camera pitch (rad, positive looks down)", low=-1.57,
-              high=1.57),
-    ParamSpec("camera_yaw", 0.0, "camera yaw in base_link (rad)", low=-3.15, high=3.15),
-    ParamSpec("free_value", 0, "grid value of FREE cells", low=0, high=100),
-    ParamSpec("caution_value", 50, "grid value of CAUTION cells", low=0, high=100),
-    ParamSpec("blocked_value", 100, "grid value of BLOCKED cells", low=0, high=100),
-    ParamSpec("hazard_value", 100, "grid value of HAZARD cells", low=0, high=100),
+              high=1.57, dynamic=True),
+    ParamSpec("camera_yaw", 0.0, "camera yaw in base_link (rad)", low=-3.15, high=3.15,
+              dynamic=True),
+    ParamSpec("free_value", 0, "grid value of FREE cells", low=0, high=100, dynamic=True),
+    ParamSpec("caution_value", 50, "grid value of CAUTION cells", low=0, high=100, dynamic=True),
+    ParamSpec("blocked_value", 100, "grid value of BLOCKED cells", low=0, high=100, dynamic=True),
+    ParamSpec("hazard_value", 100, "grid value of HAZARD cells", low=0, high=100, dynamic=True),
     ParamSpec("category_overrides", "", "comma-separated class_name=CATEGORY overriding the "
-              "ontology defaults, e.g. 'vegetation=FREE,rough_ground=BLOCKED'"),
+              "categories the model carries (SegmentationInfo), e.g. "
+              "'vegetation=FREE,rough_ground=BLOCKED'", dynamic=True),
     ParamSpec("vertical_classes", ",".join(DEFAULT_VERTICAL_CLASSES), "comma-separated class "
-              "names that stand off the ground (marked at their ground contact, occlude)"),
+              "names that stand off the ground (marked at their ground contact, occlude)",
+              dynamic=True),
     ParamSpec("min_support", 1, "samples a category needs in a cell to count", low=1,
-              high=1000),
+              high=1000, dynamic=True),
     ParamSpec("occlusion", "column", "column: all ground beyond the nearest object in a view "
               "column is unknown; ray: only ground hidden by the object's own pixels",
-              choices=OCCLUSION_MODES),
+              choices=OCCLUSION_MODES, dynamic=True),
     ParamSpec("fusion", "auto", "temporal fusion in odom: auto (on with use_odom), on, off",
               choices=("auto", "on", "off")),
     ParamSpec("decay_time", 3.0, "fused evidence older than this (s) becomes unknown", low=0.0,
-              high=600.0),
+              high=600.0, dynamic=True),
     ParamSpec("odom_history", 2.0, "seconds of odometry kept to look up the pose at an image "
               "stamp", low=0.1, high=60.0),
     ParamSpec("stale_timeout", 0.5, "no accepted labels for this long (s) -> fail-safe; labels "
-              "older than this on arrival are rejected", low=0.05, high=60.0),
+              "older than this on arrival are rejected", low=0.05, high=60.0, dynamic=True),
+    ParamSpec("future_tolerance", 0.5, "labels stamped more than this (s) ahead of the node's "
+              "clock are rejected (clock skew, wrong stamps)", low=0.0, high=60.0, dynamic=True),
     ParamSpec("stale_action", "unknown", "when stale: unknown (publish an all-unknown grid "
               "every watchdog_period) or silent (stop publishing)",
               choices=("unknown", "silent")),
@@ -90,10 +97,6 @@ PARAMETERS: tuple[ParamSpec, ...] = (
 )
 
 
-class ConfigError(ValueError):
-    """Invalid node parameters; the message lists every problem."""
-
-
 @dataclass(frozen=True)
 class CostmapConfig:
     """Validated parameters plus the derived objects."""
@@ -101,7 +104,7 @@ class CostmapConfig:
     values: dict[str, Any]
     geometry: GridGeometry
     pose: CameraPose
-    categories: dict[str, Category]
+    category_overrides: dict[str, Category]
     category_values: CategoryValues
     vertical_classes: tuple[str, ...]
     fusion: bool
@@ -120,52 +123,31 @@ def _split(text: str) -> list[str]:
 
 def validate(values: dict[str, Any]) -> CostmapConfig:
     """Check every parameter; return a :class:`CostmapConfig` or raise :class:`ConfigError`."""
-    problems = []
-    checked = {}
-    for spec in PARAMETERS:
-        value = values.get(spec.name, spec.default)
-        if type(spec.default) is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if type(value) is not type(spec.default):
-            problems.append(f"{spec.name}: expected {type(spec.default).__name__}, got "
-                            f"{value!r}")
-            continue
-        if spec.choices and value not in spec.choices:
-            problems.append(f"{spec.name}: {value!r} is not one of {', '.join(spec.choices)}")
-        if (spec.low is not None and value < spec.low) or (
-                spec.high is not None and value > spec.high):
-            problems.append(f"{spec.name}: {value} is outside [{spec.low}, {spec.high}]")
-        checked[spec.name] = value
-    unknown = sorted(set(values) - {s.name for s in PARAMETERS})
-    if unknown:
-        problems.append(f"unknown parameter(s): {', '.join(unknown)}")
+    checked, problems = check_values(PARAMETERS, values)
     if problems:
-        raise ConfigError("invalid parameters: " + "; ".join(problems))
+        raise ConfigError(problems)
     v = checked
     if v["output_frame"] == "odom" and not v["use_odom"]:
         problems.append("output_frame odom needs use_odom: true")
     if v["fusion"] == "on" and not v["use_odom"]:
         problems.append("fusion on needs use_odom: true (fusion happens in odom)")
-    categories = default_categories()
+    overrides: dict[str, Category] = {}
     try:
-        categories.update(parse_overrides(_split(v["category_overrides"])))
+        overrides = parse_overrides(_split(v["category_overrides"]))
         category_values = CategoryValues(v["free_value"], v["caution_value"],
                                          v["blocked_value"], v["hazard_value"])
     except CategoryError as exc:
         problems.append(str(exc))
         category_values = CategoryValues()
     vertical = tuple(_split(v["vertical_classes"]))
-    missing = [name for name in vertical if name not in categories]
-    if missing:
-        problems.append(f"vertical_classes: {', '.join(missing)} not in the category table")
     try:
         geometry = GridGeometry.from_size(v["size_x"], v["size_y"], v["resolution"],
                                           v["origin_x"], v["origin_y"])
     except ValueError as exc:
         problems.append(str(exc))
     if problems:
-        raise ConfigError("invalid parameters: " + "; ".join(problems))
+        raise ConfigError(problems)
     pose = CameraPose(v["camera_x"], v["camera_y"], v["camera_z"], v["camera_roll"],
                       v["camera_pitch"], v["camera_yaw"])
     fusion = v["use_odom"] if v["fusion"] == "auto" else v["fusion"] == "on"
-    return CostmapConfig(v, geometry, pose, categories, category_values, vertical, fusion)
+    return CostmapConfig(v, geometry, pose, overrides, category_values, vertical, fusion)

@@ -1,6 +1,6 @@
 """Parameters of the segmentation node: one table (name, default, description, range) and the
-validation run at configure time. No rclpy import: the node turns :data:`PARAMETERS` into
-``ParameterDescriptor`` declarations.
+validation run at configure time and on every runtime change. No rclpy import: the node turns
+:data:`PARAMETERS` into ``ParameterDescriptor`` declarations (:mod:`offroad_core.params`).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from offroad_core.engine import PERFORMANCE_MODES, PROVIDERS
-from offroad_core.params import ParamSpec
+from offroad_core.params import ConfigError, ParamSpec, check_values
 
 PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("lifecycle", False, "true: managed lifecycle node (configure loads the model, "
@@ -42,24 +42,20 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("publish_overlay", True, "publish <ns>/overlay (rgb8, model resolution); computed "
               "only while someone subscribes"),
     ParamSpec("overlay_alpha", 0.5, "weight of the class colour in the overlay", low=0.0,
-              high=1.0),
+              high=1.0, dynamic=True),
     ParamSpec("publish_confidence", False, "publish <ns>/confidence (mono8, max softmax x 255); "
               "needs a model with a confidence output"),
     ParamSpec("confidence_threshold", 0.0, "labels whose confidence is below this (0..1) are "
               "published as the ignore value (255); 0 disables; needs a confidence output",
-              low=0.0, high=1.0),
+              low=0.0, high=1.0, dynamic=True),
     ParamSpec("use_camera_info", False, "subscribe camera_info_topic and publish "
               "<ns>/camera_info rescaled to the label resolution with every label image"),
     ParamSpec("diagnostics_period", 1.0, "seconds between /diagnostics messages", low=0.1,
               high=60.0),
     ParamSpec("debug_extra_latency_ms", 0.0, "TEST/DEBUG ONLY: sleep this long after every "
               "inference (simulates a slow model); counted in inference_ms", low=0.0,
-              high=10000.0),
+              high=10000.0, dynamic=True),
 )
-
-
-class ConfigError(ValueError):
-    """Invalid node parameters; the message lists every problem."""
 
 
 @dataclass(frozen=True)
@@ -97,23 +93,9 @@ def validate(values: dict[str, Any]) -> NodeConfig:
     Model-dependent checks (confidence output present) happen after the model is loaded, in
     :func:`check_against_model`.
     """
-    problems = []
-    for spec in PARAMETERS:
-        value = values.get(spec.name, spec.default)
-        if type(spec.default) is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if type(value) is not type(spec.default):
-            problems.append(f"{spec.name}: expected {type(spec.default).__name__}, got "
-                            f"{value!r}")
-            continue
-        if spec.choices and value not in spec.choices:
-            problems.append(f"{spec.name}: {value!r} is not one of {', '.join(spec.choices)}")
-        below = spec.low is not None and value < spec.low
-        if below or (spec.high is not None and value > spec.high):
-            problems.append(f"{spec.name}: {value} is outside [{spec.low}, {spec.high}]")
-        values = {**values, spec.name: value}
+    values, problems = check_values(PARAMETERS, values)
     for name in ("image_topic", "compressed_topic", "camera_info_topic"):
-        if not values.get(name, "x"):
+        if name in values and not values[name]:
             problems.append(f"{name}: must not be empty")
     model_path = values.get("model_path", "")
     if not model_path:
@@ -121,8 +103,8 @@ def validate(values: dict[str, Any]) -> NodeConfig:
     elif not Path(model_path).is_file():
         problems.append(f"model_path: file not found: {model_path}")
     if problems:
-        raise ConfigError("invalid parameters: " + "; ".join(problems))
-    return NodeConfig(**{spec.name: values.get(spec.name, spec.default) for spec in PARAMETERS})
+        raise ConfigError(problems)
+    return NodeConfig(**values)
 
 
 def check_against_model(config: NodeConfig, has_confidence: bool) -> None:
@@ -134,4 +116,4 @@ def check_against_model(config: NodeConfig, has_confidence: bool) -> None:
         problems.append(f"confidence_threshold {config.confidence_threshold} needs a model with "
                         "a confidence output; set it to 0.0 or export with confidence")
     if problems:
-        raise ConfigError("; ".join(problems))
+        raise ConfigError(problems)

@@ -30,11 +30,15 @@ class FramePipeline:
         """``extra_latency_ms`` (test/debug only) sleeps after every inference."""
         self.engine = engine
         self.contract = engine.contract
+        self.configure(confidence_threshold, extra_latency_ms)
+
+    def configure(self, confidence_threshold: float, extra_latency_ms: float = 0.0) -> None:
+        """Set the confidence gate (0..1) and the debug latency (runtime parameter changes)."""
         self._threshold = int(np.ceil(confidence_threshold * 255.0))
         self._extra_s = extra_latency_ms / 1000.0
 
     def preprocess(self, rgb: np.ndarray) -> np.ndarray:
-        """Resize a decoded RGB frame to the model input size (THE resize of the project)."""
+        """Resize a decoded RGB frame to the model input size (the project's one resize)."""
         return resize_to_model(rgb, self.contract.width, self.contract.height)
 
     def infer(self, model_input: np.ndarray) -> EngineOutput:

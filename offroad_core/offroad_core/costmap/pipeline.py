@@ -1,0 +1,217 @@
+"""Per-frame work of the costmap node without ROS plumbing: labels + camera model -> grid.
+
+:class:`CostmapPipeline` holds the label table (built from the model's classes and categories
+in SegmentationInfo), the projector cache keyed by (label size, K, D, distortion model), the
+size and stamp checks, the odometry history and the fusion step. The node and the offline bag
+evaluator both drive it; every refused input raises :class:`InputError` with a stable reason
+key that the node counts in /diagnostics.
+
+Fail-safe policy: nothing becomes FREE without fresh evidence. A frame is refused when the
+model info or the camera model is missing, when its size differs from them, when it is older
+than ``stale_timeout`` or stamped more than ``future_tolerance`` ahead of the clock, or (with
+``use_odom``) when no odometry covers its stamp.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from offroad_core.camera import Camera, CameraIntrinsics
+from offroad_core.costmap.categories import CategoryError, LabelTable, model_categories
+from offroad_core.costmap.fusion import EvidenceGrid, Pose2D, PoseHistory
+from offroad_core.costmap.grid import GridGeometry
+from offroad_core.costmap.params import CostmapConfig
+from offroad_core.costmap.projection import GroundProjector, ProjectionError, ProjectionTables
+
+MAX_ABS_POSITION = 1.0e6  # m: an odometry position beyond this is a broken message, not a place
+
+
+class InputError(ValueError):
+    """A refused input; ``reason`` is a short stable key for the diagnostics counters."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        """Keep the reason key next to the message."""
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the costmap needs of SegmentationInfo: which label value is which class."""
+
+    class_ids: tuple[int, ...]
+    class_names: tuple[str, ...]
+    class_categories: tuple[str, ...] = ()
+    ignore_value: int = 255
+    height: int = 0
+    width: int = 0
+
+
+@dataclass(frozen=True)
+class GridFrame:
+    """One output grid: int8 values (ny, nx), its geometry, and whether it is in odom."""
+
+    values: np.ndarray
+    geometry: GridGeometry
+    in_odom: bool
+
+
+def checked_pose(x: float, y: float, yaw: float) -> Pose2D:
+    """A planar pose, or :class:`InputError` ``bad_odometry`` for non-finite or absurd values."""
+    if not all(math.isfinite(v) for v in (x, y, yaw)):
+        raise InputError("bad_odometry", f"odometry pose x={x}, y={y}, yaw={yaw} is not finite")
+    if abs(x) > MAX_ABS_POSITION or abs(y) > MAX_ABS_POSITION:
+        raise InputError("bad_odometry", f"odometry position ({x}, {y}) is beyond "
+                         f"{MAX_ABS_POSITION:g} m")
+    return Pose2D(float(x), float(y), math.remainder(float(yaw), 2 * math.pi))
+
+
+class CostmapPipeline:
+    """Labels in, grid frames out (see the module docstring)."""
+
+    def __init__(self, config: CostmapConfig,
+                 on_tables: Callable[[str], None] | None = None) -> None:
+        """``on_tables`` is told (one line) whenever projection tables are (re)built."""
+        self.config = config
+        self._on_tables = on_tables
+        self.info: ModelInfo | None = None
+        self.table: LabelTable | None = None
+        self.camera: CameraIntrinsics | None = None
+        self._projector: GroundProjector | None = None
+        self._projector_key: tuple | None = None
+        self.poses = PoseHistory(config.odom_history)
+        self.evidence = EvidenceGrid(config.geometry, config.decay_time) if config.fusion \
+            else None
+        self.last_pose: Pose2D | None = None
+
+    def reconfigure(self, config: CostmapConfig) -> None:
+        """Apply changed (runtime) parameters; model info, camera and odometry are kept."""
+        self.config = config
+        self._projector = None
+        if self.info is not None:
+            self.table = self._table_for(self.info)
+        if self.evidence is not None:
+            self.evidence.decay_time = config.decay_time
+
+    # ------------------------------------------------------------------ inputs
+    def set_model_info(self, info: ModelInfo) -> tuple[str, ...]:
+        """Build the label table from the model's classes; returns classes without a category.
+
+        Raises :class:`InputError` ``bad_info`` for an inconsistent message. The same info
+        again (it is latched and may be re-sent) changes nothing.
+        """
+        if info == self.info and self.table is not None:
+            return self.table.unmapped
+        table = self._table_for(info)
+        self.info, self.table = info, table
+        self._projector = None
+        return table.unmapped
+
+    def _table_for(self, info: ModelInfo) -> LabelTable:
+        c = self.config
+        try:
+            categories = model_categories(info.class_names, info.class_categories,
+                                          c.category_overrides)
+            return LabelTable.build(info.class_ids, info.class_names, categories,
+                                    c.vertical_classes, info.ignore_value)
+        except (CategoryError, ValueError) as exc:
+            raise InputError("bad_info", f"SegmentationInfo: {exc}") from None
+
+    def set_camera(self, intrinsics: CameraIntrinsics) -> None:
+        """The newest camera model at the label resolution (tables rebuilt when it changes)."""
+        self.camera = intrinsics
+
+    def add_odometry(self, stamp: float, x: float, y: float, yaw: float) -> None:
+        """Append a planar pose; :class:`InputError` ``bad_odometry`` for a broken one."""
+        if not math.isfinite(stamp):
+            raise InputError("bad_odometry", f"odometry stamp {stamp} is not finite")
+        self.poses.add(stamp, checked_pose(x, y, yaw))
+
+    # ------------------------------------------------------------------ per frame
+    def check_stamp(self, stamp: float, now: float) -> None:
+        """Refuse frames too old (``stale``) or stamped in the future (``future_stamp``)."""
+        c = self.config
+        age = now - stamp
+        if age > c.stale_timeout:
+            raise InputError("stale", f"labels are {age:.3f} s old (stale_timeout "
+                             f"{c.stale_timeout} s)")
+        if -age > c.future_tolerance:
+            raise InputError("future_stamp", f"labels are stamped {-age:.3f} s ahead of the "
+                             f"clock (future_tolerance {c.future_tolerance} s): check the "
+                             "clocks and use_sim_time")
+
+    def process(self, labels: np.ndarray, stamp: float, now: float) -> GridFrame:
+        """One label image (H, W) uint8 stamped ``stamp`` -> the grid to publish."""
+        self.check_stamp(stamp, now)
+        projector = self._projector_for(labels.shape)
+        values = projector.project(labels).values
+        c = self.config
+        if not c.use_odom:
+            return GridFrame(values, c.geometry, False)
+        pose = self.poses.at(stamp)
+        if pose is None:
+            raise InputError("no_pose", "no odometry covers the label stamp (odom_history "
+                             f"{c.odom_history} s)")
+        self.last_pose = pose
+        if self.evidence is not None:
+            self.evidence.insert(values, pose, stamp)
+            if c.output_frame == "odom":
+                return GridFrame(*self.evidence.in_odom(stamp, pose), True)
+            return GridFrame(self.evidence.in_base(stamp, pose), c.geometry, False)
+        if c.output_frame == "odom":
+            store = EvidenceGrid(c.geometry, decay_time=0.0)
+            store.insert(values, pose, 0.0)
+            return GridFrame(*store.in_odom(0.0, pose), True)
+        return GridFrame(values, c.geometry, False)
+
+    def unknown_frame(self) -> GridFrame:
+        """An all-unknown grid in the output frame (the stale fail-safe)."""
+        c = self.config
+        geometry = c.geometry
+        if c.output_frame == "odom":
+            pose = self.last_pose or Pose2D(0.0, 0.0, 0.0)
+            geometry = geometry.translated(pose.x, pose.y).snapped()
+        return GridFrame(np.full((geometry.ny, geometry.nx), -1, dtype=np.int8), geometry,
+                         c.output_frame == "odom")
+
+    def clear(self) -> None:
+        """Forget fused evidence (perception that stopped is not trusted when it comes back)."""
+        if self.evidence is not None:
+            self.evidence.clear()
+
+    # ------------------------------------------------------------------ projector cache
+    def _projector_for(self, shape: Sequence[int]) -> GroundProjector:
+        """The projector for this label size; :class:`InputError` while it cannot exist."""
+        info, cam, c = self.info, self.camera, self.config
+        if info is None or self.table is None:
+            raise InputError("no_segmentation_info", f"no SegmentationInfo on {c.info_topic} "
+                             "yet (transient-local, published by the segmentation node): grid "
+                             "stays unknown")
+        if cam is None:
+            raise InputError("no_camera_info", f"no CameraInfo on {c.camera_info_topic} yet: "
+                             "grid stays unknown")
+        h, w = int(shape[0]), int(shape[1])
+        if info.height and info.width and (info.height, info.width) != (h, w):
+            raise InputError("size_mismatch", f"labels {w}x{h} but SegmentationInfo says "
+                             f"{info.width}x{info.height}")
+        if (cam.height, cam.width) != (h, w):
+            raise InputError("size_mismatch", f"labels {w}x{h} but camera_info is "
+                             f"{cam.width}x{cam.height} (use segmentation/camera_info)")
+        key = (h, w, cam)
+        if self._projector is None or key != self._projector_key:
+            try:
+                tables = ProjectionTables.build(Camera(cam, c.pose), c.geometry, c.max_range,
+                                                c.oversample)
+            except ProjectionError as exc:
+                raise InputError("no_ground_in_view", str(exc)) from None
+            self._projector = GroundProjector(tables, self.table, c.category_values,
+                                              c.min_support, c.occlusion)
+            self._projector_key = key
+            if self._on_tables is not None:
+                self._on_tables(f"projection tables for {w}x{h} labels: "
+                                f"{tables.shape[0]}x{tables.shape[1]} ray samples")
+        return self._projector

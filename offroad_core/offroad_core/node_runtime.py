@@ -1,0 +1,242 @@
+"""What both ROS nodes share around their pipelines: parameter declaration and runtime changes
+from one :class:`~offroad_core.params.ParamSpec` table, per-reason throttled logging, a guard
+that keeps a faulting callback from taking the node down, and ``main()`` with clean shutdown.
+
+rclpy is imported inside the functions that need it (the core itself never imports ROS), so
+the node packages stay thin and behave identically.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import threading
+import time
+import traceback
+from collections import Counter
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from offroad_core.exit_codes import EXIT_BAD_INPUT, EXIT_BUG, EXIT_OK
+from offroad_core.params import (
+    BUILTIN_PARAMETERS,
+    ConfigError,
+    ParamSpec,
+    check_values,
+    descriptor,
+)
+
+LOG_THROTTLE_S = 5.0
+SHUTDOWN_GRACE_S = 1.0
+T = TypeVar("T")
+
+
+def declare_parameters(node: Any, specs: tuple[ParamSpec, ...],
+                       validate: Callable[[dict[str, Any]], T] | None = None) -> T:
+    """Declare every parameter of ``specs`` on ``node`` and validate the values.
+
+    Raises :class:`ConfigError` listing every problem at once: values rclpy refuses (type,
+    range), names in the params file or command line that the node does not have (rclpy would
+    silently ignore a misspelt name) and what ``validate`` (the node's checks; default: the
+    table's types, choices and ranges) finds in the rest. Returns ``validate``'s result (by
+    default the dict of values).
+    """
+    from rclpy.exceptions import ParameterException
+
+    problems = []
+    values: dict[str, Any] = {}
+    for spec in specs:
+        try:
+            values[spec.name] = node.declare_parameter(spec.name, spec.default,
+                                                       descriptor(spec)).value
+        except (ParameterException, TypeError, ValueError) as exc:
+            problems.append(f"{spec.name}: {_one_line(exc)}")
+    known = {s.name for s in specs} | BUILTIN_PARAMETERS
+    overrides = getattr(node, "_parameter_overrides", {}) or {}
+    unknown = sorted(n for n in overrides if n not in known and not n.startswith("qos_overrides."))
+    if unknown:
+        problems.append(f"unknown parameter(s) {', '.join(unknown)} (misspelt? the node's README "
+                        "lists its parameters)")
+    refused = {p.split(":", 1)[0] for p in problems}
+    try:
+        result = validate(values) if validate is not None else _checked(specs, values)
+    except ConfigError as exc:
+        problems += [p for p in exc.problems if p.split(":", 1)[0] not in refused]
+    if problems:
+        raise ConfigError(problems)
+    return result
+
+
+def _checked(specs: tuple[ParamSpec, ...], values: dict[str, Any]) -> dict[str, Any]:
+    checked, problems = check_values(specs, values)
+    if problems:
+        raise ConfigError(problems)
+    return checked
+
+
+def accept_runtime_changes(node: Any, specs: tuple[ParamSpec, ...],
+                           apply: Callable[[dict[str, Any]], None]) -> None:
+    """Validate runtime parameter changes like at start, then apply them.
+
+    Read-only parameters are refused by rclpy itself (their descriptor says so). For dynamic
+    ones, ``apply`` receives every parameter's value after the change; it raises
+    :class:`ConfigError` to refuse (the caller of ``set_parameters`` gets the reason and the
+    parameter keeps its value) or applies the new configuration.
+    """
+    from rcl_interfaces.msg import SetParametersResult
+
+    names = {s.name for s in specs}
+
+    def on_set(parameters: list[Any]) -> Any:
+        changes = {p.name: p.value for p in parameters if p.name in names}
+        if not changes:
+            return SetParametersResult(successful=True)
+        values = {n: node.get_parameter(n).value for n in names}
+        values.update(changes)
+        try:
+            apply(values)
+        except ConfigError as exc:
+            return SetParametersResult(successful=False, reason=str(exc))
+        return SetParametersResult(successful=True)
+
+    node.add_on_set_parameters_callback(on_set)
+
+
+class ReasonLog:
+    """Counts problems by reason and logs each reason at most once per ``period`` seconds.
+
+    One throttle per reason: a frequent problem never hides a different one.
+    """
+
+    def __init__(self, log: Callable[[str], None], period: float = LOG_THROTTLE_S) -> None:
+        """``log`` writes one line (e.g. a ROS logger's ``error``)."""
+        self._log = log
+        self.period = period
+        self.counts: Counter[str] = Counter()
+        self._logged_at: dict[str, float] = {}
+        self.last = ""
+        self._lock = threading.Lock()
+
+    def __call__(self, reason: str, message: str) -> None:
+        """Count one problem; log it unless this reason was logged within ``period``."""
+        now = time.monotonic()
+        with self._lock:
+            self.counts[reason] += 1
+            self.last = f"{reason}: {message}"
+            due = now - self._logged_at.get(reason, -math.inf) >= self.period
+            if due:
+                self._logged_at[reason] = now
+            count = self.counts[reason]
+        if due:
+            self._log(f"{message} [{reason}, {count} so far]")
+
+    @property
+    def total(self) -> int:
+        """Problems counted so far, all reasons."""
+        return sum(self.counts.values())
+
+
+class CallbackGuard:
+    """Wraps callbacks and timers: an exception is counted by callback, logged (with its
+    traceback the first time) and swallowed, so the node keeps serving."""
+
+    def __init__(self, logger: Any) -> None:
+        """``logger`` is the node's ROS logger."""
+        self._logger = logger
+        self.faults: Counter[str] = Counter()
+        self._reasons = ReasonLog(logger.error)
+
+    def __call__(self, name: str, callback: Callable[..., Any]) -> Callable[..., Any]:
+        """``callback`` wrapped; ``name`` keys the fault counter (``fault_<name>``)."""
+        def guarded(*args: Any) -> Any:
+            try:
+                return callback(*args)
+            except Exception as exc:  # the guard's whole point: the node must survive
+                self.faults[name] += 1
+                if self.faults[name] == 1:
+                    self._logger.error(f"{name} raised (counted as fault_{name}; the node keeps "
+                                       f"running):\n{traceback.format_exc()}")
+                else:
+                    self._reasons(name, f"{name} raised {type(exc).__name__}: {exc}")
+                return None
+        return guarded
+
+
+def run_node(factory: Callable[[], Any], name: str, args: list[str] | None = None,
+             start: Callable[[Any], bool] | None = None,
+             stop: Callable[[Any], None] | None = None) -> int:
+    """``main()`` of a node: init, create, spin, clean shutdown; returns the exit status.
+
+    0 on a normal stop (Ctrl-C, SIGTERM from launch, external shutdown), whatever the node was
+    doing when the signal landed; 2 for invalid parameters or an unusable params file (one
+    clear line on stderr) or when ``start(node)`` returns False; 1 only for a bug.
+    """
+    import rclpy
+    from rclpy.executors import ExternalShutdownException
+
+    try:
+        rclpy.init(args=args)
+    except Exception as exc:  # rcl refuses the command line (e.g. an unreadable params file)
+        print(f"[{name}] cannot start: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    node = None
+    status = EXIT_OK
+    try:
+        try:
+            node = factory()
+        except ConfigError as exc:
+            print(f"[{name}] {exc}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        except Exception as exc:
+            if not rclpy.ok():
+                return EXIT_OK
+            if type(exc).__name__ in ("RCLError", "ParameterException",
+                                      "InvalidParameterTypeException"):
+                print(f"[{name}] cannot start: {_one_line(exc)}", file=sys.stderr)
+                return EXIT_BAD_INPUT
+            raise
+        if start is not None and not start(node):
+            return EXIT_BAD_INPUT
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except Exception:
+        try:
+            bug = not _shutting_down()
+        except KeyboardInterrupt:
+            bug = False
+        if bug:
+            traceback.print_exc()
+            status = EXIT_BUG
+    finally:
+        _quietly(lambda: stop(node) if stop is not None and node is not None else None)
+        _quietly(lambda: node.destroy_node() if node is not None else None)
+        _quietly(rclpy.try_shutdown)
+    return status
+
+
+def _shutting_down() -> bool:
+    """True when the context is (or within a moment becomes) shut down: the exception came
+    from a signal landing inside rclpy, not from the node."""
+    import rclpy
+
+    deadline = time.monotonic() + SHUTDOWN_GRACE_S
+    while time.monotonic() < deadline:
+        if not rclpy.ok():
+            return True
+        time.sleep(0.02)
+    return not rclpy.ok()
+
+
+def _quietly(action: Callable[[], Any]) -> None:
+    """Run a cleanup step; a second Ctrl-C or an error while shutting down changes nothing."""
+    try:
+        action()
+    except (KeyboardInterrupt, Exception):
+        pass
+
+
+def _one_line(exc: BaseException) -> str:
+    """The first meaningful line of an exception message."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__
