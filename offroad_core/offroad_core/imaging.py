@@ -25,9 +25,19 @@ convention of V4L2 and Qualcomm camera pipelines. Rows may be padded (``step`` l
 ``width`` x bytes per pixel); the padding is skipped without copying. Encodings are matched
 case-insensitively. Anything else raises :class:`ImageDecodeError` naming the problem.
 
+Decoded-size limit: every decoder checks the declared size (raw ``height`` x ``width``, the PNG
+IHDR chunk, the JPEG frame header) against :data:`MAX_DECODED_PIXELS` and
+:data:`MAX_IMAGE_SIDE` BEFORE any pixel is converted or decompressed, and refuses larger images
+with reason ``too_large``. A 420 KB PNG can declare 12000x12000 pixels (432 MB decoded); it is
+refused after reading 24 bytes. Decision: the limit is 8K UHD (7680x4320, 33.2 Mpixel, 100 MB
+as RGB), above every camera a robot carries; callers may pass a smaller ``max_pixels``.
+
 Zero copy: ``rgb8`` input is returned as a read-only view of the message buffer (no copy at
 all); every other encoding costs exactly one conversion pass. Callers that need to write into
 the result must copy it.
+
+The module is longer than the project's 350-line guide on purpose: it is THE codec (decoding,
+its size limit, encoding and the one resize), so no caller converts a frame differently.
 """
 
 from __future__ import annotations
@@ -37,12 +47,15 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from offroad_core.camera import MAX_IMAGE_SIDE
+
 
 class ImageDecodeError(ValueError):
     """An image message cannot be converted: unknown encoding, inconsistent size, corrupt data.
 
     ``reason`` is a stable short key for counters and diagnostics: ``unsupported_encoding``,
-    ``zero_size``, ``bad_step``, ``bad_dimensions``, ``truncated_data`` or ``corrupt_compressed``.
+    ``bad_encoding`` (labels), ``zero_size``, ``too_large``, ``bad_step``, ``bad_dimensions``,
+    ``truncated_data`` or ``corrupt_compressed`` (docs/robustness.md lists what each means).
     """
 
     def __init__(self, message: str, reason: str) -> None:
@@ -87,6 +100,25 @@ _JPEG_SOI = b"\xff\xd8"
 _JPEG_EOI = b"\xff\xd9"
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _JPEG_TAIL_SLACK = 64  # bytes after the EOI marker some encoders pad with
+# JPEG start-of-frame markers (baseline, extended, progressive, lossless; Huffman/arithmetic)
+_JPEG_SOF = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE,
+                       0xCF})
+_JPEG_STANDALONE = frozenset({0x01, 0xD8, *range(0xD0, 0xD8)})  # TEM, SOI, RST0-7: no length
+
+MAX_DECODED_PIXELS = 7680 * 4320
+"""Largest image (pixels) any decoder here converts: 8K UHD (module docstring)."""
+
+
+def check_size(what: str, width: int, height: int,
+               max_pixels: int = MAX_DECODED_PIXELS) -> None:
+    """Refuse a declared image size before decoding: ``zero_size`` or ``too_large``."""
+    if height <= 0 or width <= 0:
+        raise ImageDecodeError(f"{what} has zero size ({width}x{height})", "zero_size")
+    if width > MAX_IMAGE_SIDE or height > MAX_IMAGE_SIDE or width * height > max_pixels:
+        raise ImageDecodeError(
+            f"{what} declares {width}x{height} pixels, more than the decoder accepts "
+            f"({max_pixels / 1e6:.1f} Mpixel, at most {MAX_IMAGE_SIDE} per side): refused "
+            "before decoding", "too_large")
 
 
 def canonical_encoding(encoding: str) -> str:
@@ -117,20 +149,20 @@ def _buffer(data: bytes | bytearray | memoryview | np.ndarray) -> np.ndarray:
 
 
 def decode_image(encoding: str, height: int, width: int, step: int,
-                 data: bytes | bytearray | memoryview | np.ndarray) -> np.ndarray:
+                 data: bytes | bytearray | memoryview | np.ndarray,
+                 max_pixels: int = MAX_DECODED_PIXELS) -> np.ndarray:
     """Convert raw image bytes in a REP-118 ``encoding`` to an RGB uint8 array (H, W, 3).
 
     ``data`` may be anything exposing the buffer protocol (``bytes``, ``memoryview``,
     ``array.array`` as rclpy delivers ``sensor_msgs/Image.data``); it is not copied unless the
     encoding needs a conversion. Bytes beyond ``step * rows`` are ignored.
 
-    Raises :class:`ImageDecodeError` for an unknown encoding, a zero or negative size, a
-    ``step`` shorter than one row, odd widths/heights where the chroma layout needs even ones,
-    and ``data`` shorter than ``step * rows``.
+    Raises :class:`ImageDecodeError` for an unknown encoding, a zero or negative size, a size
+    above ``max_pixels``, a ``step`` shorter than one row, odd widths/heights where the chroma
+    layout needs even ones, and ``data`` shorter than ``step * rows``.
     """
     name = canonical_encoding(encoding)
-    if height <= 0 or width <= 0:
-        raise ImageDecodeError(f"{encoding} image has zero size ({width}x{height})", "zero_size")
+    check_size(f"{encoding} image", width, height, max_pixels)
     need_step = min_step(name, width)
     if step < need_step:
         raise ImageDecodeError(
@@ -168,16 +200,16 @@ LABEL_ENCODINGS = ("mono8", "8UC1")
 
 
 def decode_labels(encoding: str, height: int, width: int, step: int,
-                  data: bytes | bytearray | memoryview | np.ndarray) -> np.ndarray:
+                  data: bytes | bytearray | memoryview | np.ndarray,
+                  max_pixels: int = MAX_DECODED_PIXELS) -> np.ndarray:
     """(H, W) uint8 view (no copy) of a mono8 label image with any row ``step``.
 
-    Raises :class:`ImageDecodeError` (reasons ``bad_encoding``, ``zero_size``, ``bad_step``,
-    ``truncated_data``) for anything else.
+    Raises :class:`ImageDecodeError` (reasons ``bad_encoding``, ``zero_size``, ``too_large``,
+    ``bad_step``, ``truncated_data``) for anything else.
     """
     if encoding not in LABEL_ENCODINGS:
         raise ImageDecodeError(f"labels encoding {encoding!r}; expected mono8", "bad_encoding")
-    if height <= 0 or width <= 0:
-        raise ImageDecodeError(f"labels have zero size ({width}x{height})", "zero_size")
+    check_size("labels", width, height, max_pixels)
     if step < width:
         raise ImageDecodeError(f"labels {width}x{height}: step {step} is shorter than a row",
                                "bad_step")
@@ -203,12 +235,50 @@ def _compressed_kind(fmt: str) -> str:
                           "unsupported_encoding")
 
 
-def decode_compressed(fmt: str, data: bytes | bytearray | memoryview | np.ndarray) -> np.ndarray:
+def compressed_size(kind: str, data: bytes | bytearray | memoryview | np.ndarray
+                    ) -> tuple[int, int]:
+    """(width, height) declared by a PNG's IHDR chunk or a JPEG's frame header, read without
+    decoding; :class:`ImageDecodeError` ``corrupt_compressed`` when the header is not there."""
+    view = memoryview(_buffer(data))
+    if kind == "png":
+        if len(view) < 24 or bytes(view[:8]) != _PNG_SIGNATURE or bytes(view[12:16]) != b"IHDR":
+            raise ImageDecodeError("corrupt png: no IHDR header chunk", "corrupt_compressed")
+        return (int.from_bytes(view[16:20], "big"), int.from_bytes(view[20:24], "big"))
+    i, n = 2, len(view)  # after SOI
+    while i < n:
+        if view[i] != 0xFF:
+            raise ImageDecodeError(f"corrupt jpeg: no marker at byte {i}", "corrupt_compressed")
+        while i < n and view[i] == 0xFF:  # fill bytes
+            i += 1
+        if i >= n:
+            break
+        marker, i = view[i], i + 1
+        if marker in _JPEG_STANDALONE:
+            continue
+        if marker in (0xD9, 0xDA) or i + 2 > n:  # EOI or start of scan before any frame header
+            break
+        length = int.from_bytes(view[i:i + 2], "big")
+        if marker in _JPEG_SOF:
+            if length < 8 or i + 7 > n:
+                break
+            return (int.from_bytes(view[i + 5:i + 7], "big"),
+                    int.from_bytes(view[i + 3:i + 5], "big"))
+        if length < 2:
+            break
+        i += length
+    raise ImageDecodeError("corrupt jpeg: no frame header (SOF) before the image data",
+                           "corrupt_compressed")
+
+
+def decode_compressed(fmt: str, data: bytes | bytearray | memoryview | np.ndarray,
+                      max_pixels: int = MAX_DECODED_PIXELS) -> np.ndarray:
     """Decode a ``sensor_msgs/CompressedImage`` (jpeg or png) to an RGB uint8 array (H, W, 3).
 
     Grey and 16-bit PNGs are converted to 8-bit RGB. A JPEG must start with the SOI marker and
     end with the EOI marker (up to 64 trailing padding bytes allowed): libjpeg silently decodes a
-    truncated file into a partly grey image, which must not reach the model.
+    truncated file into a partly grey image, which must not reach the model. The size in the
+    header is checked against ``max_pixels`` before decoding (``too_large``; a JPEG whose height
+    is only given later by a DNL marker counts as corrupt).
     """
     kind = _compressed_kind(fmt)
     buf = _buffer(data)
@@ -224,6 +294,11 @@ def decode_compressed(fmt: str, data: bytes | bytearray | memoryview | np.ndarra
                                   "corrupt_compressed")
     elif head != _PNG_SIGNATURE:
         raise ImageDecodeError(f"corrupt png: bad signature {head.hex()}", "corrupt_compressed")
+    width, height = compressed_size(kind, buf)
+    if height == 0 or width == 0:
+        raise ImageDecodeError(f"corrupt {kind}: header declares {width}x{height} pixels",
+                               "corrupt_compressed")
+    check_size(kind, width, height, max_pixels)
     image = cv2.imdecode(buf, cv2.IMREAD_COLOR_RGB)
     if image is None or image.size == 0:
         raise ImageDecodeError(f"corrupt {kind}: OpenCV could not decode {buf.size} bytes",

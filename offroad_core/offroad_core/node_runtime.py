@@ -15,6 +15,7 @@ import time
 import traceback
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 from offroad_core.exit_codes import EXIT_BAD_INPUT, EXIT_BUG, EXIT_OK
@@ -160,6 +161,89 @@ class CallbackGuard:
                     self._reasons(name, f"{name} raised {type(exc).__name__}: {exc}")
                 return None
         return guarded
+
+
+def params_files_usable(name: str, args: list[str] | None = None) -> bool:
+    """Check every ``--params-file`` of the ROS command line before rcl reads it.
+
+    rcl refuses a missing, unreadable or malformed file with a log line of its own plus a
+    parser trace; this prints one clear line instead (``[name] params file ...``) and returns
+    False (the caller exits 2). ``args`` defaults to ``sys.argv``.
+    """
+    tokens = list(sys.argv if args is None else args)
+    in_ros = False
+    for i, token in enumerate(tokens):
+        if token in ("--ros-args", "--"):
+            in_ros = token == "--ros-args"
+        elif in_ros and token == "--params-file":
+            path = tokens[i + 1] if i + 1 < len(tokens) else ""
+            problem = params_file_problem(path) if path else "--params-file needs a path"
+            if problem:
+                print(f"[{name}] {problem}", file=sys.stderr)
+                return False
+    return True
+
+
+def params_file_problem(path: str) -> str | None:
+    """What makes ``path`` unusable as a ROS params file (one line), or None."""
+    import yaml
+
+    where = f"params file {path}"
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return f"{where}: not found"
+    except IsADirectoryError:
+        return f"{where}: is a directory, not a YAML file"
+    except PermissionError:
+        return f"{where}: permission denied"
+    except UnicodeDecodeError:
+        return f"{where}: not UTF-8 text (a YAML file is expected)"
+    except OSError as exc:
+        return f"{where}: cannot be read ({exc.strerror})"
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f"line {mark.line + 1}: " if mark is not None else ""
+        return f"{where}: not valid YAML ({line}{getattr(exc, 'problem', None) or exc})"
+    if data is None:
+        return None  # empty: rcl accepts it and it sets nothing
+    if not isinstance(data, dict):
+        return (f"{where}: expected '<node>: ros__parameters: {{name: value}}' sections, found "
+                f"a {type(data).__name__}")
+    return _section_problem(data, where, "the top level")
+
+
+def _section_problem(data: dict, where: str, at: str) -> str | None:
+    """Namespace/node levels down to ``ros__parameters`` (what rcl's parser accepts)."""
+    if "ros__parameters" in data:
+        params = data["ros__parameters"]
+        if not isinstance(params, dict):
+            return f"{where}: ros__parameters of {at} must be a mapping of name: value"
+        return _values_problem(params, where, "")
+    for key, value in data.items():
+        if not isinstance(value, dict):
+            return (f"{where}: {key!r} in {at} is not under ros__parameters (expected "
+                    "'<node>: ros__parameters: {name: value}')")
+        problem = _section_problem(value, where, f"section {key!r}")
+        if problem:
+            return problem
+    return None
+
+
+def _values_problem(params: dict, where: str, prefix: str) -> str | None:
+    """Parameter values rcl cannot read: lists mixing types (nested mappings are dotted names)."""
+    for key, value in params.items():
+        if isinstance(value, dict):
+            problem = _values_problem(value, where, f"{prefix}{key}.")
+            if problem:
+                return problem
+        elif isinstance(value, list) and len({type(v) for v in value}) > 1:
+            return (f"{where}: {prefix}{key} is a list mixing "
+                    f"{', '.join(sorted({type(v).__name__ for v in value}))} (ROS parameter "
+                    "lists hold one type)")
+    return None
 
 
 def run_node(factory: Callable[[], Any], name: str, args: list[str] | None = None,

@@ -149,3 +149,90 @@ def test_resize_labels_keeps_class_ids():
     assert set(np.unique(out)) <= {0, 3, 6, 255}
     np.testing.assert_array_equal(imaging.resize_labels(out, 64, 54)[::4, ::4],
                                   labels[::4, ::4])
+
+
+def png_bomb(width: int, height: int) -> bytes:
+    """A valid RGB PNG of zeros: ~420 KB for 12000x12000 (432 MB decoded)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        crc = zlib.crc32(kind + body) & 0xFFFFFFFF
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc)
+
+    compressor, row = zlib.compressobj(9), bytes(1 + 3 * width)  # filter byte + pixels
+    idat = b"".join(compressor.compress(row * 64) for _ in range(height // 64))
+    idat += compressor.compress(row * (height % 64)) + compressor.flush()
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat)
+            + chunk(b"IEND", b""))
+
+
+def _jpeg_declaring(width: int, height: int) -> bytes:
+    """A real 16x16 JPEG whose frame header is rewritten to declare ``width`` x ``height``."""
+    data = bytearray(imaging.encode_compressed(_random_rgb(16, 16), "jpeg"))
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5:sof + 7] = height.to_bytes(2, "big")
+    data[sof + 7:sof + 9] = width.to_bytes(2, "big")
+    return bytes(data)
+
+
+def test_declared_sizes_are_read_from_the_headers():
+    rgb = _random_rgb(50, 70)
+    for fmt in ("png", "jpeg"):
+        assert imaging.compressed_size(fmt, imaging.encode_compressed(rgb, fmt)) == (70, 50)
+    assert imaging.compressed_size("jpeg", _jpeg_declaring(12000, 9000)) == (12000, 9000)
+    assert imaging.compressed_size("png", png_bomb(300, 200)) == (300, 200)
+
+
+def test_decompression_bomb_is_refused_before_decoding(monkeypatch):
+    bomb = png_bomb(12000, 12000)
+    assert 400_000 < len(bomb) < 440_000  # the issue's case: ~420 KB declaring 12000x12000
+
+    def no_decode(*args):
+        raise AssertionError("cv2.imdecode was called")
+    monkeypatch.setattr(imaging.cv2, "imdecode", no_decode)
+    for fmt, data in (("png", bomb), ("jpeg", _jpeg_declaring(12000, 12000))):
+        with pytest.raises(ImageDecodeError, match="declares 12000x12000 pixels") as err:
+            decode_compressed(fmt, data)
+        assert err.value.reason == "too_large"
+
+
+@pytest.mark.parametrize(("width", "height", "ok"), [
+    (40, 25, True), (40, 26, False), (imaging.MAX_IMAGE_SIDE + 1, 1, False)])
+def test_one_limit_for_raw_labels_and_compressed(width, height, ok):
+    limit = 1000  # pixels, instead of the default 8K UHD
+    side_only = width > imaging.MAX_IMAGE_SIDE
+    calls = [
+        lambda m: decode_image("rgb8", height, width, 3 * width, bytes(3 * width * height), m),
+        lambda m: imaging.decode_labels("mono8", height, width, width, bytes(width * height), m),
+    ]
+    if not side_only:
+        png = imaging.encode_compressed(np.zeros((height, width, 3), np.uint8), "png")
+        calls.append(lambda m: decode_compressed("png", png, m))
+    for call in calls:
+        if ok:
+            assert call(limit).shape[:2] == (height, width)
+            continue
+        with pytest.raises(ImageDecodeError) as err:
+            call(imaging.MAX_DECODED_PIXELS if side_only else limit)
+        assert err.value.reason == "too_large"
+
+
+def test_absurd_declared_raw_size_is_too_large_not_truncated():
+    with pytest.raises(ImageDecodeError, match="declares 12000x12000") as err:
+        decode_image("rgb8", 12000, 12000, 36000, bytes(100))
+    assert err.value.reason == "too_large"
+    assert imaging.MAX_DECODED_PIXELS >= 7680 * 4320  # an 8K camera frame still decodes
+
+
+@pytest.mark.parametrize(("fmt", "data", "needle"), [
+    ("png", b"\x89PNG\r\n\x1a\n" + bytes(30), "no IHDR"),
+    ("jpeg", b"\xff\xd8\xff\xda\x00\x02" + bytes(10) + b"\xff\xd9", "no frame header"),
+    ("jpeg", b"\xff\xd8\x00\x11" + bytes(10) + b"\xff\xd9", "no marker at byte 2"),
+    ("jpeg", _jpeg_declaring(0, 16), "declares 0x16"),
+])
+def test_missing_or_empty_headers_are_corrupt(fmt, data, needle):
+    with pytest.raises(ImageDecodeError, match=needle) as err:
+        decode_compressed(fmt, data)
+    assert err.value.reason == "corrupt_compressed"

@@ -24,14 +24,15 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
-from offroad_core.costmap.fusion import yaw_from_quaternion
 from offroad_core.costmap.params import PARAMETERS, CostmapConfig, validate
-from offroad_core.costmap.pipeline import CostmapPipeline, GridFrame, InputError
+from offroad_core.costmap.pipeline import CostmapPipeline, GridFrame, InputError, quaternion_yaw
+from offroad_core.exit_codes import EXIT_BAD_INPUT
 from offroad_core.node_runtime import (
     CallbackGuard,
     ReasonLog,
     accept_runtime_changes,
     declare_parameters,
+    params_files_usable,
     run_node,
 )
 from offroad_core.stamps import stamp_seconds
@@ -124,11 +125,11 @@ class CostmapNode(Node):
             self._problems(exc.reason, str(exc))
 
     def _on_odom(self, msg: Odometry) -> None:
-        """Append the planar pose to the history (non-finite poses are refused)."""
+        """Append the planar pose to the history (broken or future-stamped poses are refused)."""
         p, q = msg.pose.pose.position, msg.pose.pose.orientation
         try:
             self._pipeline.add_odometry(stamp_seconds(msg.header.stamp), p.x, p.y,
-                                        yaw_from_quaternion(q.x, q.y, q.z, q.w))
+                                        quaternion_yaw(q.x, q.y, q.z, q.w), self._now())
         except InputError as exc:
             self._problems(exc.reason, str(exc))
 
@@ -194,7 +195,10 @@ class CostmapNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    """Run the node; exit status 2 for invalid parameters, 0 on Ctrl-C or shutdown."""
+    """Run the node; exit status 2 for invalid parameters or params files, 0 on Ctrl-C or
+    shutdown."""
+    if not params_files_usable(NODE_NAME, args):
+        return EXIT_BAD_INPUT
     return run_node(CostmapNode, NODE_NAME, args)
 
 

@@ -12,7 +12,7 @@ import numpy as np
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 
-from offroad_core.camera import rescale_k, rescale_p, scale_factors
+from offroad_core.camera import CameraIntrinsics, rescale_k, rescale_p, scale_factors
 from offroad_core.contract import ModelContract
 from offroad_core.imaging import decode_compressed, decode_image
 from offroad_seg_msgs.msg import SegmentationInfo, SegmentationStats
@@ -67,8 +67,14 @@ def rescale_camera_info(info: CameraInfo, width: int, height: int, header: Heade
 
     K and P follow the resize (see :mod:`offroad_core.camera`); D, R and the
     distortion model are unchanged; binning and ROI are reset (the labels cover the full image).
-    Raises ValueError for a CameraInfo without a size.
+    Raises ValueError (the reason) for a CameraInfo the costmap could not use: the project's one
+    validator (:meth:`CameraIntrinsics.from_camera_info`: size, finite K and D, positive focal
+    lengths, distortion model) plus finite R and P, which are republished too.
     """
+    CameraIntrinsics.from_camera_info(info.width, info.height, info.k, info.d,
+                                      info.distortion_model)
+    if not (np.isfinite(info.r).all() and np.isfinite(info.p).all()):
+        raise ValueError(f"R or P has a non-finite value: r={list(info.r)}, p={list(info.p)}")
     sx, sy = scale_factors(info.width, info.height, width, height)
     out = CameraInfo()
     out.header = header

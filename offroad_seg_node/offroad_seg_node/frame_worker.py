@@ -106,13 +106,14 @@ class FrameWorker:
         """Decode, infer and publish one frame, timing every stage."""
         pipeline, out = self.pipeline, self.outputs
         t0 = time.perf_counter()
-        model_input = pipeline.preprocess(message_to_rgb(msg))
+        rgb = message_to_rgb(msg)
+        model_input = pipeline.preprocess(rgb)
         t1 = time.perf_counter()
         raw = pipeline.infer(model_input)
         t2 = time.perf_counter()
         result = pipeline.postprocess(model_input, raw)
         header = msg.header
-        self._publish_camera_info(header)  # first: the costmap needs it for the labels
+        self._publish_camera_info(header, rgb.shape)  # first: the costmap needs it
         out.labels.publish(array_to_image(result.labels, "mono8", header))
         if out.confidence is not None and result.confidence is not None:
             out.confidence.publish(array_to_image(result.confidence, "mono8", header))
@@ -131,13 +132,18 @@ class FrameWorker:
         out.stats.publish(stats_message(header, stage_ms, result.labels,
                                         pipeline.contract.num_classes, self.counters.totals))
 
-    def _publish_camera_info(self, header: Header) -> None:
-        """The latest CameraInfo rescaled to the label size (if configured and valid)."""
-        if self.outputs.camera_info is None or self.camera_info is None:
+    def _publish_camera_info(self, header: Header, image_shape: tuple[int, ...]) -> None:
+        """The latest CameraInfo rescaled to the label size, if configured and valid for this
+        frame: a calibration of another image size would put every label in the wrong place."""
+        info = self.camera_info
+        if self.outputs.camera_info is None or info is None:
             return
         c = self.pipeline.contract
         try:
-            scaled = rescale_camera_info(self.camera_info, c.width, c.height, header)
+            if (info.height, info.width) != tuple(image_shape[:2]):
+                raise ValueError(f"it is for {info.width}x{info.height} images, the image is "
+                                 f"{image_shape[1]}x{image_shape[0]}")
+            scaled = rescale_camera_info(info, c.width, c.height, header)
         except ValueError as exc:
             self._reject("bad_camera_info", f"camera_info not republished: {exc}")
             return

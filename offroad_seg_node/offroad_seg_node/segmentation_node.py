@@ -21,11 +21,13 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 
 from offroad_core.engine import EngineError, InferenceEngine
+from offroad_core.exit_codes import EXIT_BAD_INPUT
 from offroad_core.node_runtime import (
     CallbackGuard,
     ReasonLog,
     accept_runtime_changes,
     declare_parameters,
+    params_files_usable,
     run_node,
 )
 from offroad_core.params import ConfigError
@@ -220,7 +222,10 @@ def _start(node: SegmentationNode) -> bool:
 
 
 def main(args: list[str] | None = None) -> int:
-    """Run the node; 2 when plain mode cannot configure, 0 on Ctrl-C or shutdown."""
+    """Run the node; 2 for an unusable params file or when plain mode cannot configure, 0 on
+    Ctrl-C or shutdown."""
+    if not params_files_usable(NODE_NAME, args):
+        return EXIT_BAD_INPUT
     return run_node(SegmentationNode, NODE_NAME, args, start=_start,
                     stop=lambda node: node.stop())
 

@@ -115,8 +115,25 @@ def test_camera_info_rescale_follows_the_resize_pixel_mapping():
     np.testing.assert_allclose(np.reshape(out.k, (3, 3)), scaled)
     np.testing.assert_allclose(np.reshape(out.p, (3, 4))[:, :3], scaled)
     assert list(out.d) == [0.1, 0, 0, 0, 0]
-    with pytest.raises(ValueError, match="cannot rescale"):
+    with pytest.raises(ValueError, match="camera size 0x0"):
         rescale_camera_info(CameraInfo(), 640, 544, header)
+
+
+@pytest.mark.parametrize(("change", "needle"), [
+    ({"k": [float("nan"), 0, 320, 0, 500, 240, 0, 0, 1]}, "non-finite"),
+    ({"k": [0.0, 0, 320, 0, 500, 240, 0, 0, 1]}, "must be positive"),
+    ({"k": [500.0, 0, 320, 0, float("inf"), 240, 0, 0, 1]}, "non-finite"),
+    ({"d": [0.1, float("nan"), 0, 0, 0]}, "non-finite"),
+    ({"distortion_model": "fisheye", "d": [0.1, 0, 0, 0]}, "not one of"),
+    ({"p": [float("nan")] + [0.0] * 11}, "R or P has a non-finite value"),
+    ({"width": 100000}, "not within"),
+])
+def test_camera_info_the_costmap_could_not_use_is_not_republished(change, needle):
+    good = {"width": 640, "height": 480, "k": [500.0, 0, 320, 0, 500, 240, 0, 0, 1],
+            "d": [0.0] * 5, "distortion_model": "plumb_bob"}
+    rescale_camera_info(CameraInfo(**good), 320, 240, Header())
+    with pytest.raises(ValueError, match=needle):
+        rescale_camera_info(CameraInfo(**{**good, **change}), 320, 240, Header())
 
 
 def test_overlay_blends_palette_colours():

@@ -22,7 +22,12 @@ import numpy as np
 
 from offroad_core.camera import Camera, CameraIntrinsics
 from offroad_core.costmap.categories import CategoryError, LabelTable, model_categories
-from offroad_core.costmap.fusion import EvidenceGrid, Pose2D, PoseHistory
+from offroad_core.costmap.fusion import (
+    EvidenceGrid,
+    Pose2D,
+    PoseHistory,
+    yaw_from_quaternion,
+)
 from offroad_core.costmap.grid import GridGeometry
 from offroad_core.costmap.params import CostmapConfig
 from offroad_core.costmap.projection import GroundProjector, ProjectionError, ProjectionTables
@@ -68,6 +73,17 @@ def checked_pose(x: float, y: float, yaw: float) -> Pose2D:
         raise InputError("bad_odometry", f"odometry position ({x}, {y}) is beyond "
                          f"{MAX_ABS_POSITION:g} m")
     return Pose2D(float(x), float(y), math.remainder(float(yaw), 2 * math.pi))
+
+
+def quaternion_yaw(x: float, y: float, z: float, w: float) -> float:
+    """Yaw of an odometry orientation; :class:`InputError` ``bad_odometry`` unless it is a
+    finite unit quaternion (norm within 0.9..1.1: a zero quaternion would read as yaw 0)."""
+    norm = math.sqrt(x * x + y * y + z * z + w * w) if all(
+        math.isfinite(v) for v in (x, y, z, w)) else math.nan
+    if not 0.9 <= norm <= 1.1:  # also False for NaN
+        raise InputError("bad_odometry", f"odometry orientation ({x}, {y}, {z}, {w}) is not a "
+                         "unit quaternion")
+    return yaw_from_quaternion(x, y, z, w)
 
 
 class CostmapPipeline:
@@ -125,10 +141,21 @@ class CostmapPipeline:
         """The newest camera model at the label resolution (tables rebuilt when it changes)."""
         self.camera = intrinsics
 
-    def add_odometry(self, stamp: float, x: float, y: float, yaw: float) -> None:
-        """Append a planar pose; :class:`InputError` ``bad_odometry`` for a broken one."""
+    def add_odometry(self, stamp: float, x: float, y: float, yaw: float,
+                     now: float | None = None) -> None:
+        """Append a planar pose; :class:`InputError` ``bad_odometry`` for a broken one.
+
+        With the clock ``now``, a pose stamped more than ``future_tolerance`` ahead is refused
+        too: the history drops poses older than its newest, so one future stamp would otherwise
+        discard all odometry until the clock caught up.
+        """
         if not math.isfinite(stamp):
             raise InputError("bad_odometry", f"odometry stamp {stamp} is not finite")
+        tolerance = self.config.future_tolerance
+        if now is not None and stamp - now > tolerance:
+            raise InputError("bad_odometry", f"odometry is stamped {stamp - now:.3f} s ahead of "
+                             f"the clock (future_tolerance {tolerance} s): check the clocks and "
+                             "use_sim_time")
         self.poses.add(stamp, checked_pose(x, y, yaw))
 
     # ------------------------------------------------------------------ per frame
