@@ -1,7 +1,7 @@
 """``offroad replay BAG`` / ``bag_replay``: the thin rclpy publisher over :mod:`.bag_replay`.
 
 One node (``offroad_bag_replay``), one publisher per replayed topic (raw CDR), ``/clock``.
-Exit status: 0 done, 1 bad bag or options (one clear error line), 130 interrupted.
+Exit status: 0 done, 2 bad bag or options (one clear error line), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import sys
 import time
 from typing import Any
 
+from offroad_core.exit_codes import EXIT_BAD_INPUT
 from offroad_replay.bag_replay import (
     CLOCK_TOPIC,
     QOS_CHOICES,
@@ -23,7 +24,7 @@ from offroad_replay.bag_replay import (
 )
 
 NODE_NAME = "offroad_bag_replay"
-EXIT_BAG_ERROR = 1
+EXIT_BAG_ERROR = EXIT_BAD_INPUT
 
 
 def message_class(msgtype: str) -> Any:

@@ -197,6 +197,30 @@ def test_truncated_sqlite_bag_fails_with_bag_error(tmp_path):
         list(source.messages())
 
 
+@pytest.mark.parametrize("args, message", [
+    (["{tmp}/nope"], "bag not found"),
+    (["{bag}", "--topics", "/nope"], "topic(s) not in"),
+    (["{bag}", "--rate", "0"], "rate"),
+    (["{bag}", "--remap", "/a=/b"], "OLD:=NEW"),
+])
+def test_bad_input_exits_2_with_one_line(bag, tmp_path, capsys, args, message):
+    from offroad_training import cli
+
+    argv = [a.format(tmp=tmp_path, bag=bag) for a in args]
+    assert cli.main(["replay", *argv]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("offroad replay: ") and message in err[0], err
+
+
+def test_replay_executable_exits_2_on_bad_input(tmp_path):
+    exe = Path(__file__).resolve().parents[2] / "install/offroad_replay/lib/offroad_replay/replay"
+    done = subprocess.run([str(exe), str(tmp_path / "nope")], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr.strip().splitlines() == [
+        f"offroad replay: bag not found: {tmp_path / 'nope'}"]
+
+
 # ----------------------------------------------------------------------------- over DDS
 @pytest.mark.ros
 @pytest.mark.parametrize("storage", ["sqlite3", "mcap"])
@@ -235,3 +259,14 @@ def test_replay_into_a_subscriber_process(tmp_path, storage):
     assert "skipping topics whose message type rclpy cannot import" in done.stderr
     assert "/tf [tf2_msgs/msg/TFMessage]" in done.stderr
     assert "deprecated" not in done.stderr  # our --remap never reaches rcl's argv parser
+
+
+@pytest.mark.ros
+def test_replay_error_after_ros_start_exits_2(tmp_path):
+    bag = write_test_bag(tmp_path / "bag", "sqlite3", frames=2)
+    done = subprocess.run([sys.executable, "-m", "offroad_training.cli", "replay", str(bag),
+                           "--wait-for", "/not/replayed", "--delay", "0"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done.stdout + done.stderr
+    errors = [line for line in done.stderr.splitlines() if "ERROR" in line]
+    assert len(errors) == 1 and "--wait-for /not/replayed: not a replayed topic" in errors[0]

@@ -17,13 +17,17 @@ from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 
 from offroad_core.camera import CameraIntrinsics
-from offroad_core.costmap.params import validate
+from offroad_core.costmap import params as costmap_params
 from offroad_core.engine import InferenceEngine
 from offroad_core.imaging import encode_compressed
 from offroad_core.ontology import class_id
+from offroad_core.params import load_params_file
+from offroad_core.segmentation import params as segmentation_params
 from offroad_core.testing import build_tiny_model
 from offroad_replay.bag_replay import BagError
-from offroad_replay.evaluate_bag import BagEvaluator, EvalOptions, load_costmap_params
+from offroad_replay.evaluate_bag import BagEvaluator, EvalOptions, offline_costmap_config
+from offroad_replay.node_params import read_sections
+from offroad_training import cli
 
 TS = get_typestore(Stores.ROS2_JAZZY)
 W, H = 80, 64
@@ -196,17 +200,24 @@ def test_bag_without_ground_truth_reports_distribution_only(scene, tmp_path):
     assert report["counters"]["frames"] == FRAMES
 
 
-def test_costmap_params_file_is_read_like_the_node(tmp_path):
+def test_params_files_are_read_like_the_nodes(scene, tmp_path):
+    model = scene[0]
     path = tmp_path / "p.yaml"
     path.write_text("offroad_costmap:\n  ros__parameters:\n    resolution: 0.1\n")
-    assert load_costmap_params(path) == {"resolution": 0.1}
+    values, notes = read_sections(path)  # no segmentation section: that node's defaults
+    assert values == {"offroad_segmentation": {}, "offroad_costmap": {"resolution": 0.1}}
+    assert notes == [f"{path} has no offroad_segmentation section: that node's defaults"]
     root = Path(__file__).resolve().parents[2]
     shipped_files = [*root.glob("launch/config/r*.yaml"),  # robot.yaml, replay.yaml
-                     root / "offroad_costmap/config/costmap.yaml"]
+                     root / "offroad_costmap/config/costmap.yaml",
+                     root / "offroad_seg_node/config/segmentation.yaml"]
     for shipped in shipped_files:
-        params = load_costmap_params(shipped)
-        assert params and "use_sim_time" not in params
-        validate(params)  # the evaluation accepts every shipped params file
+        values, _ = read_sections(shipped)
+        assert any(values.values()), shipped
+        # the evaluation accepts every shipped params file, through each node's validator
+        segmentation_params.validate({**values["offroad_segmentation"],
+                                      "model_path": str(model)})
+        offline_costmap_config(values["offroad_costmap"])
 
 
 def test_errors_are_clear(scene, tmp_path):
@@ -220,6 +231,10 @@ def test_errors_are_clear(scene, tmp_path):
         BagEvaluator(opts).run(bag)
 
 
+def _files(out):
+    return sorted(str(p.relative_to(out)) for p in out.rglob("*")) if out.exists() else []
+
+
 def test_command_line(scene, tmp_path):
     model, colour, cls, name = scene
     labels = np.full((H, W), cls, dtype=np.uint8)
@@ -228,15 +243,133 @@ def test_command_line(scene, tmp_path):
     params.write_text("offroad_costmap:\n  ros__parameters:\n"
                       + "".join(f"    {k}: {v}\n" for k, v in GRID.items()))
     cmd = [sys.executable, "-m", "offroad_training.cli", "evaluate-bag", str(bag), "--model",
-           str(model), "--out", str(tmp_path / "out"), "--costmap-params", str(params),
+           str(model), "--out", str(tmp_path / "out"), "--params", str(params),
            "--set", f"category_overrides={name}=FREE"]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "mIoU 100.00" in done.stdout
     assert f"report: {tmp_path / 'out' / 'report.json'}" in done.stdout
-    bad = subprocess.run([*cmd[:4], str(tmp_path / "nothing"), *cmd[5:]], capture_output=True,
-                         text=True, timeout=300)
-    assert bad.returncode == 1 and "bag not found" in bad.stdout
-    bad_model = subprocess.run([*cmd[:6], str(params), *cmd[7:]], capture_output=True,
-                               text=True, timeout=300)
-    assert bad_model.returncode == 1 and "offroad evaluate-bag:" in bad_model.stdout
+    # bad input: exit 2, one line on stderr, nothing written
+    bad = subprocess.run([*cmd[:4], str(tmp_path / "nothing"), *cmd[5:8],
+                          str(tmp_path / "bad_out"), *cmd[9:]],
+                         capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2, bad.stdout + bad.stderr
+    assert bad.stderr.strip().splitlines() == [
+        f"offroad evaluate-bag: bag not found: {tmp_path / 'nothing'}"]
+    assert not (tmp_path / "bad_out").exists()
+
+
+def _bad_inputs(tmp_path, model, colour):
+    """(name, argument changes, expected text) of every kind of bad input."""
+    bag = write_eval_bag(tmp_path / "bag", colour, labels=np.zeros((H, W), np.uint8))
+    garbage = tmp_path / "garbage.db3"
+    garbage.write_bytes(b"garbage" * 100)
+    not_onnx = tmp_path / "model.onnx"
+    not_onnx.write_text("not a model")
+    unreadable = tmp_path / "bad.yaml"
+    unreadable.write_text("offroad_costmap: [unclosed\n")
+    no_section = tmp_path / "other.yaml"
+    no_section.write_text("some_node:\n  ros__parameters:\n    a: 1\n")
+    shipped = Path(__file__).resolve().parents[2] / "launch/config/replay.yaml"
+    return [
+        ("missing bag", {"bag": str(tmp_path / "none")}, "bag not found"),
+        ("corrupt bag", {"bag": str(garbage)}, "cannot read bag"),
+        ("missing model", {"--model": str(tmp_path / "none.onnx")}, "file not found"),
+        ("bad model", {"--model": str(not_onnx)}, "not a readable ONNX file"),
+        ("bad value", {"--set": "offroad_costmap.resolution=-1"}, "resolution: -1.0 is outside"),
+        ("unknown name", {"--set": "offroad_costmap.nope=1"}, "unknown parameter(s) nope"),
+        ("ambiguous name", {"--set": "diagnostics_period=2"}, "both nodes have"),
+        ("bad --set", {"--set": "resolution"}, "expected [node.]name=value"),
+        ("unreadable params", {"--params": str(unreadable)}, "cannot read params file"),
+        ("no section", {"--params": str(no_section)}, "no 'offroad_segmentation"),
+        # the shipped 0.6 gate needs a confidence output, which the tiny model lacks
+        ("gate without confidence", {"--params": str(shipped)},
+         "confidence_threshold 0.6 needs a model with a confidence output"),
+    ], bag
+
+
+def test_bad_input_exits_2_with_one_line_and_writes_nothing(scene, tmp_path, capsys):
+    model, colour, _cls, _name = scene
+    cases, bag = _bad_inputs(tmp_path, model, colour)
+    for case, change, expected in cases:
+        out = tmp_path / f"out_{case.replace(' ', '_')}"
+        args = {"bag": str(bag), "--model": str(model), "--out": str(out), **change}
+        argv = ["evaluate-bag", args.pop("bag"), *[x for kv in args.items() for x in kv]]
+        assert cli.main(argv) == 2, case
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("offroad evaluate-bag: "), (case, err)
+        assert expected in err[0], (case, err)
+        assert _files(out) == [], case
+
+
+def test_bag_corrupt_after_some_frames_leaves_nothing_half_written(scene, tmp_path, capsys):
+    model, colour, _cls, name = scene
+    bag = write_eval_bag(tmp_path / "bag", colour, frames=FRAMES)
+    with Writer(tmp_path / "tail", version=8) as w:  # the same frames, then a broken image
+        conn = w.add_connection("/camera/image_raw", "sensor_msgs/msg/Image", typestore=TS)
+        info = w.add_connection("/camera/camera_info", "sensor_msgs/msg/CameraInfo",
+                                typestore=TS)
+        for c, stamp, raw in _raw_messages(bag):
+            w.write(conn if c.topic == "/camera/image_raw" else info, stamp, raw)
+        w.write(conn, T0 + FRAMES * PERIOD, b"\x00\x01\x00\x00" + b"\xff" * 40)
+    out = tmp_path / "out"
+    argv = ["evaluate-bag", str(tmp_path / "tail"), "--model", str(model), "--out", str(out),
+            "--every", "1", "--set", f"category_overrides={name}=FREE"]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "corrupt bag" in err[0], err
+    assert _files(out) == []  # the frames before the broken one wrote pictures: all removed
+    assert cli.main([*argv[:1], str(bag), *argv[2:]]) == 0  # the intact part evaluates
+    assert len(list((out / "overlays").glob("*.png"))) == FRAMES
+
+
+def _raw_messages(bag):
+    from rosbags.rosbag2 import Reader
+
+    with Reader(bag) as reader:
+        return [(c, t, bytes(raw)) for c, t, raw in reader.messages()]
+
+
+def test_params_file_configures_both_nodes_as_live(tmp_path, capsys):
+    """``--params launch/config/replay.yaml``: the shipped confidence gate (0.6) and the
+    costmap section's values reach the pipelines, as the launch file runs them."""
+    root = Path(__file__).resolve().parents[2]
+    shipped = root / "launch/config/replay.yaml"
+    model = build_tiny_model(tmp_path / "conf.onnx", height=H, width=W, confidence=True)
+    bag = write_eval_bag(tmp_path / "bag", np.array([90, 140, 60], np.uint8),
+                         labels=np.zeros((H, W), np.uint8))
+    out = tmp_path / "out"
+    assert cli.main(["evaluate-bag", str(bag), "--model", str(model), "--out", str(out),
+                     "--params", str(shipped)]) == 0, capsys.readouterr().err
+    assert "confidence threshold 0.6" in capsys.readouterr().out
+    report = json.loads((out / "report.json").read_text())
+    assert report["segmentation_params"]["confidence_threshold"] == 0.6
+    section = load_params_file(shipped, "offroad_costmap")
+    section.pop("use_sim_time")
+    assert {k: report["costmap_params"][k] for k in section} == section
+    assert (section["camera_pitch"], section["camera_x"], section["stale_timeout"]) == (
+        0.2094, 0.3, 2.0)
+    # the live nodes' defaults differ: the file is what made these values
+    defaults = costmap_params.validate({}).values
+    assert defaults["camera_pitch"] != 0.2094 and defaults["camera_x"] != 0.3
+    evaluator = BagEvaluator(EvalOptions(str(model), str(tmp_path / "o2"),
+                                         segmentation_params=read_sections(shipped)[0][
+                                             "offroad_segmentation"]))
+    assert evaluator.segmentation_config.confidence_threshold == 0.6
+    # explicit overrides win over the file
+    assert cli.main(["evaluate-bag", str(bag), "--model", str(model), "--out", str(out),
+                     "--params", str(shipped), "--confidence-threshold", "0.3",
+                     "--set", "offroad_costmap.max_range=6"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["segmentation_params"]["confidence_threshold"] == 0.3
+    assert report["costmap_params"]["max_range"] == 6.0
+
+
+def test_offline_costmap_ignores_odometry_with_a_note():
+    robot = Path(__file__).resolve().parents[2] / "launch/config/robot.yaml"
+    values = load_params_file(robot, "offroad_costmap")
+    assert values["use_odom"] is True  # robot.yaml fuses in odom
+    config, note = offline_costmap_config(values)
+    assert (config.use_odom, config.output_frame, config.fusion) == (False, "base_link", False)
+    assert "not replayed offline" in note
+    assert offline_costmap_config({})[1] is None

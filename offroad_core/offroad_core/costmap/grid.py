@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -36,6 +37,13 @@ class GridGeometry:
             raise ValueError(f"grid resolution must be > 0, got {resolution}")
         nx, ny = round(size_x / resolution), round(size_y / resolution)
         return cls(float(resolution), int(nx), int(ny), float(origin_x), float(origin_y))
+
+    @classmethod
+    def from_info(cls, info: Any) -> GridGeometry:
+        """The geometry of an ``OccupancyGrid.info`` (``nav_msgs/MapMetaData``, rclpy or rosbags
+        message); the origin's orientation is taken as identity, as every grid here has it."""
+        return cls(float(info.resolution), int(info.width), int(info.height),
+                   float(info.origin.position.x), float(info.origin.position.y))
 
     @property
     def num_cells(self) -> int:
