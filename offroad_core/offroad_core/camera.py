@@ -109,8 +109,9 @@ class CameraIntrinsics:
         """Build from CameraInfo fields (row-major 3x3 ``k``; empty model means none).
 
         The one CameraInfo validator of the project: ``ValueError`` with the reason for a K
-        that is not 3x3, non-finite numbers, a non-positive focal length or size, or an
-        unsupported distortion model.
+        that is not 3x3, non-finite numbers, a non-positive focal length or size, an
+        unsupported distortion model, or a K no lens has: a field of view outside
+        1..179 degrees or a principal point more than one image size outside the image.
         """
         k = np.asarray(k, dtype=float)
         if k.size != 9:
@@ -120,8 +121,18 @@ class CameraIntrinsics:
         model = distortion_model or "none"
         if model == "none" or not any(d):
             model, d = "none", ()
-        return cls(int(width), int(height), float(k[0, 0]), float(k[1, 1]), float(k[0, 2]),
+        intr = cls(int(width), int(height), float(k[0, 0]), float(k[1, 1]), float(k[0, 2]),
                    float(k[1, 2]), model, d)
+        for axis, f, c, size in (("x", intr.fx, intr.cx, intr.width),
+                                 ("y", intr.fy, intr.cy, intr.height)):
+            fov = math.degrees(2 * math.atan2(size, 2 * f))
+            if not 1.0 <= fov <= 179.0:
+                raise ValueError(f"f{axis}={f:g} gives a {fov:.3g} degree field of view over "
+                                 f"{size} pixels (plausible: 1..179)")
+            if not -size <= c <= 2 * size:
+                raise ValueError(f"principal point c{axis}={c:g} is more than the image size "
+                                 f"({size} pixels) outside the image")
+        return intr
 
     @property
     def k(self) -> np.ndarray:

@@ -15,6 +15,7 @@ than ``stale_timeout`` or stamped more than ``future_tolerance`` ahead of the cl
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -86,6 +87,18 @@ def quaternion_yaw(x: float, y: float, z: float, w: float) -> float:
     return yaw_from_quaternion(x, y, z, w)
 
 
+def _check_classes(info: ModelInfo) -> None:
+    """``ValueError`` for a class list that cannot mean one thing per label value."""
+    if not info.class_ids:
+        raise ValueError("lists no classes: every cell would stay unknown")
+    for what, items in (("label value", info.class_ids), ("class name", info.class_names)):
+        repeated = sorted(str(v) for v, n in Counter(items).items() if n > 1)
+        if repeated:
+            raise ValueError(f"{what}(s) {', '.join(repeated)} given to several classes")
+    if info.ignore_value in info.class_ids:
+        raise ValueError(f"ignore_value {info.ignore_value} is also a class id")
+
+
 class CostmapPipeline:
     """Labels in, grid frames out (see the module docstring)."""
 
@@ -130,6 +143,7 @@ class CostmapPipeline:
     def _table_for(self, info: ModelInfo) -> LabelTable:
         c = self.config
         try:
+            _check_classes(info)
             categories = model_categories(info.class_names, info.class_categories,
                                           c.category_overrides)
             return LabelTable.build(info.class_ids, info.class_names, categories,
