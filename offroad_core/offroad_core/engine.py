@@ -6,7 +6,7 @@ so a frame gives the same labels offline and on the robot.
 Providers:
 
 ``qnn``
-    The onnxruntime-qnn plugin execution provider (DESIGN.md section 3): registered with
+    The onnxruntime-qnn plugin execution provider (docs/deployment.md): registered with
     ``ort.register_execution_provider_library``, devices from ``ort.get_ep_devices()``, added with
     ``SessionOptions.add_provider_for_devices``; HTP backend, ``htp_performance_mode`` from the
     ``performance_mode`` argument, ``session.disable_cpu_ep_fallback=1`` (an op the HTP cannot run
@@ -136,7 +136,7 @@ def _is_context_model(graph: Any) -> bool:
 def check_qnn_version(contract: ModelContract, source: str) -> None:
     """Raise :class:`EngineError` if a context binary was built by another onnxruntime-qnn/QAIRT.
 
-    A QNN context binary only loads with the QAIRT version that compiled it (DESIGN.md 3).
+    A QNN context binary only loads with the QAIRT version that compiled it (docs/deployment.md).
     """
     installed = installed_qnn_versions()
     if installed is None:

@@ -13,7 +13,7 @@ from offroad_training.data.rellis3d import Rellis3D
 from offroad_training.data.unified import UnifiedDataset
 
 W, H = 60, 24
-# raw value -> expected ontology id (hand-written from DESIGN.md, not from the tables)
+# raw value -> expected ontology id (hand-written from docs/data.md, not from the tables)
 RELLIS = {0: 255, 1: 0, 3: 2, 4: 3, 6: 4, 7: 6, 8: 5, 10: 0, 31: 4, 33: 1, 34: 1, 29: 2,
           32: 4, 2: 255, 200: 255}
 RELLIS_UNKNOWN = (2, 200)

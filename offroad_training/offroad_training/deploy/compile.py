@@ -1,7 +1,7 @@
 """``offroad compile``: QDQ ONNX -> QNN HTP context binary (EPContext model + ``.bin``).
 
 Compiled by the onnxruntime-qnn plugin EP (the x86_64 wheel compiles for the real HTP; see
-DESIGN.md section 3) with:
+docs/deployment.md) with:
 
 * provider options ``backend_path`` = the HTP backend, ``htp_arch`` (73 for the QCS9075),
   ``soc_model`` (77), ``htp_graph_finalization_optimization_mode`` = 3;

@@ -1,7 +1,7 @@
 """RELLIS-3D image labels (``pylon_camera_node_label_id/*.png``, uint8 ids) -> ontology.
 
-Published list: the 20 classes of RELLIS-3D's ontology (ids are not contiguous). Decisions from
-DESIGN.md section 2; reasoning for the debatable ones inline.
+Published list: the 20 classes of RELLIS-3D's ontology (ids are not contiguous). Decisions in
+docs/data.md; reasoning for the debatable ones inline.
 """
 
 from offroad_training.data.mappings import DatasetMapping, SourceClass
