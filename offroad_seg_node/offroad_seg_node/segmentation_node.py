@@ -80,7 +80,8 @@ class SegmentationNode(LifecycleNode):
                                      config.num_threads or None, warn=self.get_logger().warning)
             check_against_model(config, engine.contract.has_confidence)
         except (ConfigError, EngineError) as exc:
-            self.get_logger().error(f"configure failed: {exc}")
+            self.get_logger().error(f"configure failed: {exc}" + (
+                "" if self.lifecycle_mode else " (exiting with status 2)"))
             return TransitionCallbackReturn.FAILURE
         self._config = config
         self._pipeline = FramePipeline(engine, config.confidence_threshold,
@@ -215,8 +216,7 @@ def _start(node: SegmentationNode) -> bool:
     if node.lifecycle_mode:
         return True
     if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
-        node.get_logger().fatal("cannot start (see the error above); exiting with status 2")
-        return False
+        return False  # on_configure logged the one line saying why
     node.trigger_activate()
     return True
 
