@@ -26,8 +26,8 @@ from offroad_training import synth
 from offroad_training.synth import render
 
 
-def _full_boxes(obstacles, camera, rays, pose, max_range=render.OBSTACLE_RANGE):
-    culled = _ORIGINAL(obstacles, camera, rays, pose, max_range)
+def _full_boxes(obstacles, camera, rays, pose, base_z=0.0, max_range=render.OBSTACLE_RANGE):
+    culled = _ORIGINAL(obstacles, camera, rays, pose, base_z, max_range)
     h, w = camera.intrinsics.height, camera.intrinsics.width
     return [(k, (0, h, 0, w)) for k, _ in culled]
 

@@ -112,7 +112,7 @@ def hidden_cells(frame, geometry: GridGeometry) -> np.ndarray:
     xs, ys = geometry.cell_centres()
     hidden = np.ones(xs.shape, bool)
     origin = camera.pose.translation
-    h, w = frame.depth.shape
+    h, w = frame.ray_length.shape
     for dx, dy in ((0, 0), (-0.5, -0.5), (-0.5, 0.5), (0.5, -0.5), (0.5, 0.5)):
         px, py = xs + dx * RES, ys + dy * RES
         points = np.stack([px.ravel(), py.ravel(), np.zeros(px.size)], axis=1)
@@ -120,7 +120,7 @@ def hidden_cells(frame, geometry: GridGeometry) -> np.ndarray:
         u = np.clip(np.round(uv[:, 0]).astype(int), 0, w - 1)
         v = np.clip(np.round(uv[:, 1]).astype(int), 0, h - 1)
         dist = np.linalg.norm(points - origin, axis=1)
-        blocked = inside & (frame.instances[v, u] >= 0) & (frame.depth[v, u] < 0.95 * dist)
+        blocked = inside & (frame.instances[v, u] >= 0) & (frame.ray_length[v, u] < 0.95 * dist)
         hidden &= blocked.reshape(xs.shape)
     return hidden
 

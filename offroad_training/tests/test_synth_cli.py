@@ -9,7 +9,7 @@ import pytest
 from offroad_training.cli import main
 from offroad_training.data.unified import UnifiedDataset
 from offroad_training.synth import render_frame
-from offroad_training.synth.bag import camera_from_dict
+from offroad_training.synth.bag import bag_topics, camera_from_dict
 from offroad_training.synth.commands import frame_recipe
 from offroad_training.synth.render import TopDownSpec
 
@@ -58,8 +58,41 @@ def test_synth_parallel_equals_serial_and_bag(tmp_path):
     from rosbags.rosbag2 import Reader
 
     with Reader(tmp_path / "bag") as reader:
-        assert reader.message_count == 4 * 5
+        # Depth and LiDAR are on by default: every topic per frame, /tf_static once.
+        assert reader.message_count == 4 * (len(bag_topics(True, True)) - 1) + 1
         assert reader.duration == pytest.approx(3 * 0.2e9 + 1, abs=2)
+    world = json.loads((tmp_path / "bag" / "world.json").read_text())
+    assert (world["world_seed"], world["relief"]) == (9, "flat")
+    assert json.loads((tmp_path / "bag" / "lidar.json").read_text())["rings"] == 32
+
+
+def test_synth_bag_options_relief_depth_lidar(tmp_path):
+    from rosbags.rosbag2 import Reader
+
+    base = ["data", "synth", "--frames", "2", "--size", "48x40", "--seed", "4", "--no-progress",
+            "--relief", "gentle"]
+    assert main([*base, "--bag", str(tmp_path / "plain"), "--no-depth", "--no-lidar"]) == 0
+    with Reader(tmp_path / "plain") as reader:
+        assert {c.topic for c in reader.connections} == {
+            t for t, _ in bag_topics(False, False).values()}
+    assert main([*base, "--bag", str(tmp_path / "full"), "--depth-encoding", "32FC1",
+                 "--lidar-rings", "4", "--lidar-resolution", "5", "--lidar-height", "0.9"]) == 0
+    lidar = json.loads((tmp_path / "full" / "lidar.json").read_text())
+    assert (lidar["rings"], lidar["columns"], lidar["z"]) == (4, 72, 0.9)
+    world = json.loads((tmp_path / "full" / "world.json").read_text())
+    assert world["relief"] == "gentle" and world["relief_amounts"]["hills"] > 0
+    with Reader(tmp_path / "full") as reader:
+        assert {c.topic for c in reader.connections} == {
+            t for t, _ in bag_topics(True, True).values()}
+
+
+@pytest.mark.parametrize("bad", [["--relief", "alpine"], ["--lidar-rings", "0"],
+                                 ["--lidar-resolution", "0"]])
+def test_bad_bag_options_exit_2(tmp_path, bad, capsys):
+    args = ["data", "synth", "--bag", str(tmp_path / "b"), "--frames", "2", "--no-progress"]
+    assert main(args + bad) == 2
+    assert "offroad data synth:" in capsys.readouterr().err
+    assert not (tmp_path / "b").exists()
 
 
 @pytest.mark.parametrize("bad", [["--frames", "0"], ["--size", "native"], ["--size", "axb"],

@@ -10,7 +10,13 @@ Re-running with the same options skips frames already written (files are written
 other options on an existing dataset are refused unless ``--restart``.
 
 Bag (``--bag``): ``--frames`` frames of one world (``--seed``) driving the track at ``--speed``
-m/s, sampled at ``--rate`` Hz (topics: :mod:`offroad_training.synth.bag`).
+m/s, sampled at ``--rate`` Hz, with the depth image and camera cloud (``--no-depth`` to leave
+them out; ``--depth-encoding``) and a LiDAR scan (``--no-lidar``; ``--lidar-*``) per frame
+(topics: :mod:`offroad_training.synth.bag`).
+
+Relief (``--relief``, both outputs): ``flat`` (default: the ground plane, as before relief
+existed), or a preset of :data:`offroad_training.synth.relief.RELIEF_PRESETS` (``gentle``,
+``rugged``).
 """
 
 from __future__ import annotations
@@ -50,6 +56,19 @@ def add_parser(data_subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--rate", type=float, default=10.0, help="bag frame rate (Hz)")
     p.add_argument("--speed", type=float, default=1.5, help="bag robot speed (m/s)")
     p.add_argument("--storage", choices=("sqlite3", "mcap"), default="sqlite3")
+    p.add_argument("--relief", default="flat",
+                   help="flat (default), gentle or rugged: the world's height field")
+    p.add_argument("--no-depth", action="store_true",
+                   help="bag without /camera/depth/image_raw and /camera/depth/points")
+    p.add_argument("--depth-encoding", choices=("16UC1", "32FC1"), default="16UC1",
+                   help="bag depth image: 16UC1 millimetres (default) or 32FC1 metres")
+    p.add_argument("--no-lidar", action="store_true",
+                   help="bag without /lidar/points and /ground_truth/lidar_points")
+    p.add_argument("--lidar-rings", type=int, default=32, help="LiDAR rings (default 32)")
+    p.add_argument("--lidar-resolution", type=float, default=0.2,
+                   help="LiDAR azimuth step (deg; 0.1125 gives 102400 beams with 32 rings)")
+    p.add_argument("--lidar-height", type=float, default=1.2,
+                   help="LiDAR height above base_link (m)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run_synth)
 
@@ -68,9 +87,15 @@ def run_synth(args: argparse.Namespace) -> int:
             raise ValueError("--val-fraction must be in [0, 1)")
         if args.out is None and args.bag is None:
             raise ValueError("give --out DIR and/or --bag PATH")
+        from offroad_training.synth.lidar import LidarSpec
+        from offroad_training.synth.relief import relief_spec
         from offroad_training.synth.render import TopDownSpec, default_camera
 
+        relief_spec(args.relief)  # a bad name fails here, before anything is written
         camera = default_camera(size[0], size[1], args.hfov, args.camera_height, args.pitch)
+        lidar = None if args.no_lidar else LidarSpec(
+            z=args.lidar_height, rings=args.lidar_rings,
+            azimuth_resolution_deg=args.lidar_resolution)
         spec = TopDownSpec(resolution=args.topdown_resolution)
         spec_shape = spec.shape
         if min(spec_shape) <= 0:
@@ -78,11 +103,14 @@ def run_synth(args: argparse.Namespace) -> int:
         if args.out is not None:
             n = write_dataset(args.out, args.frames, camera, args.seed, args.val_fraction,
                               spec, workers=args.workers or min(2, os.cpu_count() or 1),
-                              restart=args.restart, progress=not args.no_progress)
+                              restart=args.restart, progress=not args.no_progress,
+                              relief=args.relief)
             print(f"wrote {n} new frames ({args.frames} total) to {args.out}")
         if args.bag is not None:
             n = write_sequence_bag(args.bag, args.frames, camera, args.seed, args.rate,
-                                   args.speed, args.storage, spec, progress=not args.no_progress)
+                                   args.speed, args.storage, spec, progress=not args.no_progress,
+                                   relief=args.relief, depth=not args.no_depth, lidar=lidar,
+                                   depth_encoding=args.depth_encoding)
             print(f"wrote {n} frames to {args.bag} ({args.storage})")
     except (ValueError, FileExistsError) as exc:
         print(f"offroad data synth: {exc}", file=sys.stderr)
@@ -98,14 +126,14 @@ def frame_id(seed: int, index: int) -> str:
 DATASET_WORLD = {"length": 160.0, "half_width": 40.0}
 
 
-def frame_recipe(seed: int, index: int):
+def frame_recipe(seed: int, index: int, relief: str = "flat"):
     """(world seed, world, robot pose) of dataset frame ``index``."""
     from offroad_training.synth.trajectory import random_track_pose
     from offroad_training.synth.world import SyntheticWorld
 
     world_seed = int(np.random.SeedSequence([seed, index, 0xD47A]).generate_state(1)[0])
     rng = np.random.default_rng(np.random.SeedSequence([seed, index, 0x9053]))
-    world = SyntheticWorld.generate(world_seed, **DATASET_WORLD)
+    world = SyntheticWorld.generate(world_seed, **DATASET_WORLD, relief=relief)
     return world_seed, world, random_track_pose(world, rng, (0.0, DATASET_WORLD["length"] - 50))
 
 
@@ -118,15 +146,16 @@ def _render_one(task: tuple) -> tuple[str, np.ndarray, dict]:
     from offroad_training.data.unified import UnifiedWriter, label_histogram, read_label
     from offroad_training.synth.render import render_frame
 
-    root, seed, index, camera, spec = task
+    root, seed, index, camera, spec, relief = task
     writer = UnifiedWriter(root)
     item = frame_id(seed, index)
     top_path = Path(root) / TOPDOWN_DIR / f"{item}.png"
-    world_seed, world, pose = frame_recipe(seed, index)
+    world_seed, world, pose = frame_recipe(seed, index, relief)
     if writer.has(item) and top_path.is_file():
         labels = read_label(writer.label_path(item))
     else:
-        frame = render_frame(world, camera, seed=index, robot_pose=pose, topdown=spec)
+        frame = render_frame(world, camera, seed=index, robot_pose=pose, topdown=spec,
+                             depth=False)
         with atomic_path(top_path) as tmp:
             if not cv2.imwrite(str(tmp), frame.topdown.classes):
                 raise OSError(f"could not write {top_path}")
@@ -136,9 +165,10 @@ def _render_one(task: tuple) -> tuple[str, np.ndarray, dict]:
 
 
 def write_dataset(root: Path, frames: int, camera, seed: int, val_fraction: float, spec,
-                  workers: int = 1, restart: bool = False, progress: bool = True) -> int:
+                  workers: int = 1, restart: bool = False, progress: bool = True,
+                  relief: str = "flat") -> int:
     """Write ``frames`` synthetic frames as a unified dataset under ``root``; returns the number
-    of frames rendered (frames already present are skipped)."""
+    of frames rendered (frames already present are skipped). ``relief`` is a preset name."""
     from offroad_core.atomic import atomic_write_text
     from offroad_training.data.unified import UnifiedWriter, split_stats
     from offroad_training.synth.bag import camera_to_dict
@@ -149,6 +179,8 @@ def write_dataset(root: Path, frames: int, camera, seed: int, val_fraction: floa
                "topdown": {"resolution": spec.resolution, "origin_x": spec.origin_x,
                            "origin_y": spec.origin_y, "size_x": spec.size_x,
                            "size_y": spec.size_y}, "world": DATASET_WORLD}
+    if relief != "flat":  # flat datasets keep the options (and resume) they had before relief
+        options["relief"] = relief
     marker = root / SYNTH_FILE
     if restart and root.exists():
         shutil.rmtree(root)
@@ -166,7 +198,7 @@ def write_dataset(root: Path, frames: int, camera, seed: int, val_fraction: floa
 
     todo = [i for i in range(frames) if not (writer.has(frame_id(seed, i)) and (
         root / TOPDOWN_DIR / f"{frame_id(seed, i)}.png").is_file())]
-    tasks = [(root, seed, i, camera, spec) for i in range(frames)]
+    tasks = [(root, seed, i, camera, spec, relief) for i in range(frames)]
     histograms, records = {}, []
     new_ids = {frame_id(seed, i) for i in todo}
     bar = None
@@ -225,8 +257,12 @@ def _quiet_worker() -> None:
 
 
 def write_sequence_bag(path: Path, frames: int, camera, seed: int, rate_hz: float,
-                       speed: float, storage: str, spec, progress: bool = True) -> int:
-    """Render a drive along the track of world ``seed`` into a rosbag2; returns frames written."""
+                       speed: float, storage: str, spec, progress: bool = True,
+                       relief: str = "flat", depth: bool = True, lidar=None,
+                       depth_encoding: str = "16UC1") -> int:
+    """Render a drive along the track of world ``seed`` (``relief`` preset) into a rosbag2,
+    with depth (``depth``) and the scans of ``lidar`` (a ``LidarSpec`` or None); returns the
+    number of frames written."""
     from offroad_training.synth.bag import write_bag
     from offroad_training.synth.render import render_frame
     from offroad_training.synth.trajectory import drive_along_track
@@ -235,8 +271,16 @@ def write_sequence_bag(path: Path, frames: int, camera, seed: int, rate_hz: floa
     if not rate_hz > 0 or not speed >= 0:
         raise ValueError("--rate must be > 0 and --speed >= 0")
     distance = speed * frames / rate_hz
-    world = SyntheticWorld.generate(seed, length=max(240.0, math.ceil(distance) + 60.0))
+    length = max(240.0, math.ceil(distance) + 60.0)
+    world = SyntheticWorld.generate(seed, length=length, relief=relief)
     states = drive_along_track(world, frames, rate_hz, speed)
     rendered = (render_frame(world, camera, seed=i, robot_pose=s.pose, time=s.time,
-                             topdown=spec) for i, s in enumerate(states))
-    return write_bag(path, rendered, storage=storage, rate_hz=rate_hz, progress=progress)
+                             topdown=spec, depth=depth, lidar=lidar)
+                for i, s in enumerate(states))
+    info = {"world_seed": seed, "length": length, "half_width": 50.0, "relief": relief,
+            "relief_amounts": world.relief.to_dict() if world.relief is not None else None,
+            "speed": speed, "rate_hz": rate_hz,
+            "regenerate": "SyntheticWorld.generate(world_seed, length=length, "
+                          "half_width=half_width, relief=relief)"}
+    return write_bag(path, rendered, storage=storage, rate_hz=rate_hz, progress=progress,
+                     depth_encoding=depth_encoding, sidecars={"world.json": info})

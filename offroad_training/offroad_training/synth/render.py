@@ -1,25 +1,27 @@
 """Ray-cast renderer: one ray per pixel centre through :class:`offroad_core.camera.Camera`
-(intrinsics, mounting pose, distortion), exact labels, photo-like RGB, and the top-down
-ground-truth class map of the frame.
+(intrinsics, mounting pose, distortion), exact labels, exact depth, photo-like RGB, and the
+top-down ground truth of the frame (:mod:`offroad_training.synth.topdown`).
 
-Per pixel the ray from the camera centre is intersected with the ground plane z = 0 and with
-every obstacle prism (side and top cap, z in [0, height]); the nearest hit wins. No hit is sky.
-The label of a pixel is the class at the hit point; the ground class comes from
-:meth:`SyntheticWorld.ground_class` at the exact hit point, so a below-horizon ground pixel
-re-projected with ``Camera.pixels_to_ground`` lands in a top-down cell of the same class (away
-from borders, where the cell centre and the hit point may fall on different sides).
+Per pixel the ray from the camera centre is intersected with the ground (the plane z = 0, or
+the world's height field, :mod:`offroad_training.synth.raycast`) and with every obstacle prism
+(side and top cap); the nearest hit wins. No hit is sky. The label of a pixel is the class at
+the hit point; the ground class comes from :meth:`SyntheticWorld.ground_class` at the exact hit
+point, so a ground pixel's 3-D hit point (its depth back-projected with the camera model) lies
+in a top-down cell of the same class (away from borders, where the cell centre and the hit
+point may fall on different sides), at the cell's elevation (to within the slope across it).
 
-Top-down map axes (same as ``nav_msgs/OccupancyGrid`` and ``offroad_core.costmap.grid``): frame
-``base_link`` of the frame's robot pose; ``classes[row, col]``, column index grows with +x
-(forward), row index grows with +y (left); ``(origin_x, origin_y)`` is the outer corner of cell
-(row 0, col 0), so cell (row, col) covers x in [origin_x + col*res, origin_x + (col+1)*res) and
-y in [origin_y + row*res, origin_y + (row+1)*res). Values are class ids 0..6 (ground classes,
-obstacle and dynamic footprints); 255 means unknown (not produced by the current world, whose
-ground is defined everywhere; reserved for consumers that mask unseen cells).
+The robot's ``base_link`` stands level (no roll or pitch) at the ground height under its
+origin (``SyntheticFrame.base_z``; 0 on a flat world): the camera is mounted on it, and the
+top-down maps are in it.
+
+Depth (``SyntheticFrame.depth``): metres along the optical axis (z of the optical frame, as in
+REP-118 depth images), float32, NaN where nothing was hit (sky); the same pixels as the RGB and
+labels. ``ray_length`` is the distance from the camera centre along the pixel's ray (inf: sky).
 
 Randomness: the world (geometry, colours, light) comes from the world's seed; ``seed`` of
 :func:`render_frame` drives per-frame photometric variation (exposure jitter, white balance,
-blur, sensor noise). Same world + camera + pose + time + seed -> identical arrays.
+blur, sensor noise) and the LiDAR's noise and dropouts. Same world + camera + pose + time + seed
+-> identical arrays. A flat world renders bit for bit as before the relief existed.
 """
 
 from __future__ import annotations
@@ -32,7 +34,16 @@ import cv2
 import numpy as np
 
 from offroad_core.camera import Camera, CameraIntrinsics, CameraPose
-from offroad_core.ontology import IGNORE_INDEX
+from offroad_training.synth.lidar import LidarScan, LidarSpec, render_lidar
+from offroad_training.synth.raycast import cast_grid
+from offroad_training.synth.topdown import (
+    DEFAULT_TOPDOWN,
+    UNKNOWN,
+    TopDownMap,
+    TopDownSpec,
+    render_topdown,
+    topdown_map,
+)
 from offroad_training.synth.world import (
     DYNAMIC,
     SHADOW_RESOLUTION,
@@ -42,7 +53,8 @@ from offroad_training.synth.world import (
     SyntheticWorld,
 )
 
-UNKNOWN = IGNORE_INDEX
+__all__ = ["DEFAULT_TOPDOWN", "UNKNOWN", "SyntheticFrame", "TopDownMap", "TopDownSpec",
+           "default_camera", "render_frame", "render_topdown"]
 DEFAULT_CAMERA_HFOV_DEG = 90.0
 OBSTACLE_RANGE = 60.0
 """Obstacles farther than this (m, horizontal, from the camera) are not drawn: the horizon
@@ -58,70 +70,15 @@ def default_camera(width: int = 640, height: int = 544, hfov_deg: float = DEFAUL
 
 
 @dataclass(frozen=True)
-class TopDownSpec:
-    """Extent and resolution of a top-down map in ``base_link`` (metres)."""
-
-    resolution: float = 0.05
-    origin_x: float = -2.0
-    origin_y: float = -16.0
-    size_x: float = 32.0
-    size_y: float = 32.0
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        """(rows along y, columns along x)."""
-        return round(self.size_y / self.resolution), round(self.size_x / self.resolution)
-
-
-@dataclass(frozen=True)
-class TopDownMap:
-    """Ground-truth class map of a frame in its ``base_link`` (axes: module docstring)."""
-
-    classes: np.ndarray
-    resolution: float
-    origin_x: float
-    origin_y: float
-    frame_id: str = "base_link"
-
-    def cell_of(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(row, col, inside) of base_link points; row/col are clipped where outside."""
-        col = np.floor((np.asarray(x) - self.origin_x) / self.resolution)
-        row = np.floor((np.asarray(y) - self.origin_y) / self.resolution)
-        ny, nx = self.classes.shape
-        with np.errstate(invalid="ignore"):
-            inside = (col >= 0) & (col < nx) & (row >= 0) & (row < ny)
-        col = np.where(inside, col, 0).astype(np.int64)
-        row = np.where(inside, row, 0).astype(np.int64)
-        return row, col, inside
-
-    def lookup(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        """Class at base_link points; 255 outside the map or for NaN."""
-        row, col, inside = self.cell_of(x, y)
-        return np.where(inside, self.classes[row, col], UNKNOWN).astype(np.uint8)
-
-    def cell_centres(self) -> tuple[np.ndarray, np.ndarray]:
-        """(ny, nx) arrays of cell-centre x and y in base_link."""
-        ny, nx = self.classes.shape
-        xs = self.origin_x + (np.arange(nx) + 0.5) * self.resolution
-        ys = self.origin_y + (np.arange(ny) + 0.5) * self.resolution
-        return np.meshgrid(xs, ys)
-
-    def meta(self) -> dict:
-        """JSON-ready description (resolution, origin, size, axis order)."""
-        ny, nx = self.classes.shape
-        return {"frame_id": self.frame_id, "resolution": self.resolution,
-                "origin_x": self.origin_x, "origin_y": self.origin_y, "width": nx,
-                "height": ny, "axes": "classes[row, col]: col along +x (forward), row along +y "
-                "(left); origin = outer corner of cell (0, 0) in base_link; as "
-                "nav_msgs/OccupancyGrid", "unknown": UNKNOWN}
-
-
-@dataclass(frozen=True)
 class SyntheticFrame:
-    """One rendered frame: image, exact labels, top-down ground truth and how it was made.
+    """One rendered frame: image, exact labels and depth, top-down ground truth, the optional
+    LiDAR scan of the same instant, and how it was made.
 
-    ``instances`` is the index into ``world.obstacles`` hit by each pixel (-1: ground or sky);
-    ``depth`` is the ray length (m) to the hit (inf for sky).
+    ``instances`` is the index into ``world.obstacles`` hit by each pixel (-1: ground or sky).
+    ``depth``: optical-axis depth (m, float32, NaN = no hit), None if not requested;
+    ``ray_length``: distance along the pixel's ray (m, float32, inf = sky). ``base_z``: height
+    of ``base_link`` (the ground under the robot) in the world. ``lidar``: the scan of
+    ``lidar_spec`` from the same pose, time and seed, or None.
     """
 
     rgb: np.ndarray
@@ -131,13 +88,18 @@ class SyntheticFrame:
     robot_pose: tuple[float, float, float]
     time: float
     instances: np.ndarray
-    depth: np.ndarray
+    depth: np.ndarray | None
     world_seed: int
     seed: int
+    ray_length: np.ndarray | None = None
+    base_z: float = 0.0
+    lidar: LidarScan | None = None
+    lidar_spec: LidarSpec | None = None
 
 
 class _Rays:
-    """Per-camera cache: base_link unit rays per pixel and the normalised image extent."""
+    """Per-camera cache: base_link unit rays per pixel, their optical-frame z (depth per metre
+    of ray) and normalised coordinates (x/z, y/z), and the normalised image extent."""
 
     def __init__(self, camera: Camera) -> None:
         intr = camera.intrinsics
@@ -147,7 +109,9 @@ class _Rays:
         self.dx = base[:, 0].reshape(h, w).astype(np.float32)
         self.dy = base[:, 1].reshape(h, w).astype(np.float32)
         self.dz = base[:, 2].reshape(h, w).astype(np.float32)
+        self.optical_z = optical[:, 2].reshape(h, w).astype(np.float32)
         xn, yn = optical[:, 0] / optical[:, 2], optical[:, 1] / optical[:, 2]
+        self.normalised = np.stack([xn.reshape(h, w), yn.reshape(h, w)], -1).astype(np.float32)
         self.norm_box = (float(xn.min()), float(xn.max()), float(yn.min()), float(yn.max()))
         u = (np.arange(w, dtype=np.float32) - intr.cx) / (w / 2)
         v = (np.arange(h, dtype=np.float32) - intr.cy) / (w / 2)
@@ -157,7 +121,8 @@ class _Rays:
 _RAY_CACHE: OrderedDict[Camera, _Rays] = OrderedDict()
 
 
-def _rays(camera: Camera) -> _Rays:
+def camera_rays(camera: Camera) -> _Rays:
+    """The cached per-pixel rays of ``camera`` (shared with :mod:`.depth`)."""
     rays = _RAY_CACHE.get(camera)
     if rays is None:
         rays = _Rays(camera)
@@ -168,15 +133,17 @@ def _rays(camera: Camera) -> _Rays:
     return rays
 
 
-DEFAULT_TOPDOWN = TopDownSpec()
+_rays = camera_rays
 
 
 def render_frame(world: SyntheticWorld, camera: Camera, seed: int = 0,
                  robot_pose: tuple[float, float, float] = (0.0, 0.0, 0.0), time: float = 0.0,
-                 topdown: TopDownSpec | None = DEFAULT_TOPDOWN) -> SyntheticFrame:
+                 topdown: TopDownSpec | None = DEFAULT_TOPDOWN, depth: bool = True,
+                 lidar: LidarSpec | None = None) -> SyntheticFrame:
     """Render ``world`` through ``camera`` mounted on a robot at ``robot_pose`` (x, y, yaw in
-    the world/odom frame) at ``time`` s. ``topdown=None`` skips the top-down map (an empty map
-    is returned)."""
+    the world/odom frame) at ``time`` s. ``topdown=None`` skips the top-down maps (empty maps
+    are returned); ``depth=False`` leaves ``frame.depth`` None; ``lidar`` also renders that
+    LiDAR's scan (:func:`offroad_training.synth.lidar.render_lidar`, same ``seed``)."""
     rays = _rays(camera)
     h, w = rays.dx.shape
     rx, ry, ryaw = (float(v) for v in robot_pose)
@@ -185,38 +152,36 @@ def render_frame(world: SyntheticWorld, camera: Camera, seed: int = 0,
     dy = s * rays.dx + c * rays.dy
     dz = rays.dz
     cam = camera.pose.translation
-    origin = np.array([rx + c * cam[0] - s * cam[1], ry + s * cam[0] + c * cam[1], cam[2]])
-    if origin[2] <= 0:
-        raise ValueError(f"camera height {origin[2]:.3f} m must be above the ground (z > 0)")
+    base_z = float(world.ground_height(np.array([rx]), np.array([ry]))[0])
+    origin = np.array([rx + c * cam[0] - s * cam[1], ry + s * cam[0] + c * cam[1],
+                       cam[2] + base_z])
+    ground_z = float(world.ground_height(origin[:1], origin[1:2])[0])
+    if origin[2] <= ground_z:
+        raise ValueError(f"camera height {origin[2] - ground_z:.3f} m must be above the ground "
+                         "(z > 0)")
 
-    down = dz < -1e-6
-    depth = np.full((h, w), np.inf, dtype=np.float32)
-    depth[down] = np.float32(-origin[2]) / dz[down]
-    instances = np.full((h, w), -1, dtype=np.int32)
     obstacles = world.obstacles_at(time)
-    boxes = _obstacle_boxes(obstacles, camera, rays, (rx, ry, ryaw))
-    for k, (v0, v1, u0, u1) in boxes:
-        t = _hit(obstacles[k], origin, dx[v0:v1, u0:u1], dy[v0:v1, u0:u1], dz[v0:v1, u0:u1])
-        view_t, view_i = depth[v0:v1, u0:u1], instances[v0:v1, u0:u1]
-        closer = t < view_t
-        view_t[closer] = t[closer]
-        view_i[closer] = k
+    boxes = _obstacle_boxes(obstacles, camera, rays, (rx, ry, ryaw), base_z)
+    ray_t, instances = cast_grid(world.height_field, origin, dx, dy, dz, obstacles, boxes)
 
     labels = np.full((h, w), SKY, dtype=np.uint8)
     rgb = np.zeros((h, w, 3), dtype=np.float32)
     app = world.appearance
     tex = _TexSampler(world.texture)
 
-    ground = (instances < 0) & np.isfinite(depth)
-    t = depth[ground]
+    ground = (instances < 0) & np.isfinite(ray_t)
+    t = ray_t[ground]
     gdx, gdy, gdz = dx[ground], dy[ground], dz[ground]
     gx = origin[0] + t * gdx
     gy = origin[1] + t * gdy
     gcls = world.ground_class(gx, gy)
     labels[ground] = gcls
-    rgb[ground] = _shade_ground(world, tex, gcls, gx, gy, t, gdx, gdy, gdz)
+    sun = None
+    if world.height_field is not None:
+        sun = np.maximum(world.height_field.normals(gx, gy) @ app.sun_dir, 0.0)
+    rgb[ground] = _shade_ground(world, tex, gcls, gx, gy, t, gdx, gdy, gdz, sun)
 
-    sky = ~np.isfinite(depth)
+    sky = ~np.isfinite(ray_t)
     rgb[sky] = _sky(app, tex, dx[sky], dy[sky], dz[sky])
 
     for k, (v0, v1, u0, u1) in boxes:
@@ -225,42 +190,29 @@ def render_frame(world: SyntheticWorld, camera: Camera, seed: int = 0,
             continue
         o = obstacles[k]
         labels[v0:v1, u0:u1][mine] = o.cls
-        t = depth[v0:v1, u0:u1][mine]
+        t = ray_t[v0:v1, u0:u1][mine]
         odx, ody = dx[v0:v1, u0:u1][mine], dy[v0:v1, u0:u1][mine]
         odz = dz[v0:v1, u0:u1][mine]
         hit = (origin[0] + t * odx, origin[1] + t * ody, origin[2] + t * odz)
         rgb[v0:v1, u0:u1][mine] = _shade_obstacle(app, tex, o, hit, t)
 
     image = _photograph(rgb, rays, app, seed, world.seed)
-    top = _topdown(world, topdown, (rx, ry, ryaw), time)
+    top = topdown_map(world, topdown, (rx, ry, ryaw), time, base_z)
+    depth_image = None
+    if depth:
+        with np.errstate(invalid="ignore"):
+            depth_image = np.where(np.isfinite(ray_t), ray_t * rays.optical_z, np.nan
+                                   ).astype(np.float32)
+    scan = render_lidar(world, (rx, ry, ryaw), lidar, seed, time) if lidar is not None else None
     return SyntheticFrame(image, labels, top, camera, (rx, ry, ryaw), float(time), instances,
-                          depth, world.seed, int(seed))
-
-
-def render_topdown(world: SyntheticWorld, robot_pose: tuple[float, float, float],
-                   time: float = 0.0, spec: TopDownSpec = DEFAULT_TOPDOWN) -> TopDownMap:
-    """The top-down ground-truth class map around a robot pose (no rendering)."""
-    return _topdown(world, spec, tuple(float(v) for v in robot_pose), time)
-
-
-def _topdown(world: SyntheticWorld, spec: TopDownSpec | None,
-             pose: tuple[float, float, float], time: float) -> TopDownMap:
-    if spec is None:
-        return TopDownMap(np.zeros((0, 0), np.uint8), DEFAULT_TOPDOWN.resolution, 0.0, 0.0)
-    ny, nx = spec.shape
-    xs = spec.origin_x + (np.arange(nx) + 0.5) * spec.resolution
-    ys = spec.origin_y + (np.arange(ny) + 0.5) * spec.resolution
-    bx, by = np.meshgrid(xs, ys)
-    c, s = math.cos(pose[2]), math.sin(pose[2])
-    wx = pose[0] + c * bx - s * by
-    wy = pose[1] + s * bx + c * by
-    classes = world.obstacle_class_map(wx, wy, time).reshape(ny, nx)
-    return TopDownMap(classes, spec.resolution, spec.origin_x, spec.origin_y)
+                          depth_image, world.seed, int(seed), ray_t.astype(np.float32), base_z,
+                          scan, lidar)
 
 
 # ---------------------------------------------------------------------- geometry
 def _obstacle_boxes(obstacles: tuple[Obstacle, ...], camera: Camera, rays: _Rays,
-                    pose: tuple[float, float, float], max_range: float = OBSTACLE_RANGE
+                    pose: tuple[float, float, float], base_z: float = 0.0,
+                    max_range: float = OBSTACLE_RANGE
                     ) -> list[tuple[int, tuple[int, int, int, int]]]:
     """Pixel bounding boxes (v0, v1, u0, u1) of obstacles that may be visible."""
     if not obstacles:
@@ -281,8 +233,8 @@ def _obstacle_boxes(obstacles: tuple[Obstacle, ...], camera: Camera, rays: _Rays
         outline = o.outline(16)
         lx = c * (outline[:, 0] - rx) + s * (outline[:, 1] - ry)
         ly = -s * (outline[:, 0] - rx) + c * (outline[:, 1] - ry)
-        pts = np.concatenate([np.stack([lx, ly, np.zeros_like(lx)], 1),
-                              np.stack([lx, ly, np.full_like(lx, o.height)], 1)])
+        pts = np.concatenate([np.stack([lx, ly, np.full_like(lx, o.bottom - base_z)], 1),
+                              np.stack([lx, ly, np.full_like(lx, o.top - base_z)], 1)])
         opt = (pts - cam_t) @ rot
         z = opt[:, 2]
         if (z <= 1e-6).all():
@@ -310,41 +262,6 @@ def _obstacle_boxes(obstacles: tuple[Obstacle, ...], camera: Camera, rays: _Rays
     return out
 
 
-def _hit(o: Obstacle, origin: np.ndarray, dx: np.ndarray, dy: np.ndarray, dz: np.ndarray
-         ) -> np.ndarray:
-    """Ray length to the first hit with the prism (side or top cap, 0 <= z <= height); inf if
-    none or if the camera is inside it."""
-    ox, oy, oz = (float(v) for v in origin)
-    px, py = ox - o.x, oy - o.y
-    with np.errstate(divide="ignore", invalid="ignore"):
-        if o.is_cylinder:
-            a = dx * dx + dy * dy
-            b = 2.0 * (px * dx + py * dy)
-            cc = px * px + py * py - o.radius * o.radius
-            disc = b * b - 4.0 * a * cc
-            sq = np.sqrt(np.maximum(disc, 0.0))
-            inv = 0.5 / np.maximum(a, 1e-12)
-            t0 = np.where(disc >= 0, (-b - sq) * inv, np.inf)
-            t1 = np.where(disc >= 0, (-b + sq) * inv, -np.inf)
-        else:
-            c, s = math.cos(o.yaw), math.sin(o.yaw)
-            lx0, ly0 = c * px + s * py, -s * px + c * py
-            ldx, ldy = c * dx + s * dy, -s * dx + c * dy
-            t0 = np.full(dx.shape, -np.inf, np.float32)
-            t1 = np.full(dx.shape, np.inf, np.float32)
-            for p, d, half in ((lx0, ldx, o.half_x), (ly0, ldy, o.half_y)):
-                safe = np.where(np.abs(d) > 1e-12, d, 1e-12)
-                ta, tb = (-half - p) / safe, (half - p) / safe
-                t0 = np.maximum(t0, np.minimum(ta, tb))
-                t1 = np.minimum(t1, np.maximum(ta, tb))
-        safe_z = np.where(np.abs(dz) > 1e-12, dz, 1e-12)
-        za, zb = (0.0 - oz) / safe_z, (o.height - oz) / safe_z
-        t0 = np.maximum(t0, np.minimum(za, zb))
-        t1 = np.minimum(t1, np.maximum(za, zb))
-    ok = (t0 <= t1) & (t0 > 0)
-    return np.where(ok, t0, np.inf).astype(np.float32)
-
-
 # ---------------------------------------------------------------------- appearance
 class _TexSampler:
     """Nearest-neighbour lookups into the world's tileable texture channels."""
@@ -363,8 +280,10 @@ _GROUND_ROW = np.array([0, 1, 2, 0, 3, 0, 0], dtype=np.int64)  # class id -> app
 
 
 def _shade_ground(world: SyntheticWorld, tex: _TexSampler, cls: np.ndarray, x: np.ndarray,
-                  y: np.ndarray, t: np.ndarray, dx: np.ndarray, dy: np.ndarray, dz: np.ndarray
-                  ) -> np.ndarray:
+                  y: np.ndarray, t: np.ndarray, dx: np.ndarray, dy: np.ndarray, dz: np.ndarray,
+                  sun: np.ndarray | None = None) -> np.ndarray:
+    """Ground colours; ``sun`` is the cosine of the sun on the relief's surface (None: flat
+    ground, the sun's elevation sine)."""
     app = world.appearance
     row = _GROUND_ROW[cls]
     fade_fine = 1.0 / (1.0 + (t / 9.0) ** 2)
@@ -381,7 +300,8 @@ def _shade_ground(world: SyntheticWorld, tex: _TexSampler, cls: np.ndarray, x: n
     bright = np.clip(1.0 + amp * (fine + 0.6 * mid) + streak * amp, 0.15, 2.5)
     col = base * bright[:, None]
     shadow = _shadow_lookup(world, x, y)
-    light = app.ambient + app.sun_rgb * (app.sun_dir[2] * shadow)[:, None]
+    sun_cos = app.sun_dir[2] if sun is None else sun
+    light = app.ambient + app.sun_rgb * (sun_cos * shadow)[:, None]
     col = col * light
     water = row == 3
     if water.any():
@@ -429,7 +349,7 @@ def _shade_obstacle(app, tex: _TexSampler, o: Obstacle, hit: tuple, t: np.ndarra
                     ) -> np.ndarray:
     hx, hy, hz = hit
     n = len(t)
-    top = hz >= o.height - 1e-3
+    top = hz >= o.top - 1e-3
     if o.is_cylinder:
         nx, ny = (hx - o.x) / o.radius, (hy - o.y) / o.radius
         u = np.arctan2(ny, nx) * o.radius
@@ -441,7 +361,7 @@ def _shade_obstacle(app, tex: _TexSampler, o: Obstacle, hit: tuple, t: np.ndarra
         lny = np.where(xface, 0.0, np.sign(ly))
         nx, ny = c * lnx - s * lny, s * lnx + c * lny
         u = np.where(xface, ly, lx)
-    v = hz
+    v = hz - o.base
     c1, c2, c3 = (np.asarray(col, np.float32) for col in (o.color, o.color2, o.color3))
     kind = o.kind
     if kind == "tree":
@@ -457,11 +377,11 @@ def _shade_obstacle(app, tex: _TexSampler, o: Obstacle, hit: tuple, t: np.ndarra
         base = c1 * w + c2 * (1 - w)
         pattern = tex(0, u * 40.0, v * 40.0) * 0.3
     elif kind == "person":
-        frac = (hz / o.height)[:, None]
+        frac = ((hz - o.base) / o.height)[:, None]
         base = np.where(frac < 0.47, c2, np.where(frac < 0.84, c1, c3))
         pattern = tex(0, u * 40.0, v * 40.0) * 0.1
     elif kind == "vehicle":
-        frac = (hz / o.height)[:, None]
+        frac = ((hz - o.base) / o.height)[:, None]
         base = np.where(frac < 0.28, c3, np.where((frac > 0.6) & (frac < 0.93), c2, c1))
         pattern = tex(0, u * 10.0, v * 10.0) * 0.05
     else:       # pole, wall
