@@ -140,10 +140,10 @@ class FrameWorker:
             return
         c = self.pipeline.contract
         try:
+            scaled = rescale_camera_info(info, c.width, c.height, header)
             if (info.height, info.width) != tuple(image_shape[:2]):
                 raise ValueError(f"it is for {info.width}x{info.height} images, the image is "
                                  f"{image_shape[1]}x{image_shape[0]}")
-            scaled = rescale_camera_info(info, c.width, c.height, header)
         except ValueError as exc:
             self._reject("bad_camera_info", f"camera_info not republished: {exc}")
             return
