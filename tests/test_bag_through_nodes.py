@@ -3,7 +3,8 @@ the real segmentation and costmap nodes (separate processes, DDS) on the CPU pro
 label image per input frame, and the costmap turns them into grids.
 
 The demo's live stage (``scripts/demo/live.py``) is the code under test: it starts the nodes
-with ``launch/config/replay.yaml``, plays the bag with ``offroad replay`` and records outputs.
+with ``launch/config/replay.yaml``, plays the bag with the ``offroad_replay`` ``replay``
+executable, records the outputs and scores them with ``offroad_replay.scoring``.
 The model is a randomly initialised DDRNet23-slim exported at the robot's 544x640 through the
 deploy chain, so the CPU cost per frame is the real model's.
 """
@@ -74,7 +75,7 @@ def test_synthetic_bag_one_label_image_per_frame_on_cpu(synthetic_bag: Path, ddr
     assert counters["frames_processed"] + dropped == BAG_FRAMES, result
     assert result["labels_received"] == result["labels_scored"] == BAG_FRAMES - dropped, result
     # one grid per label image (stamped like it); "scored" needs cells observed in both
-    assert result["grids_for_frames"] == BAG_FRAMES - dropped, result
+    assert result["grids_for_labels"] == BAG_FRAMES - dropped, result
     assert result["grids_scored"] >= 1
     # a drop only happens when inference is slower than the bag; bounded either way
     inference_p90 = result["latency_ms"]["inference"]["p90"]
@@ -82,4 +83,11 @@ def test_synthetic_bag_one_label_image_per_frame_on_cpu(synthetic_bag: Path, ddr
         assert dropped == 0, (counters, result["latency_ms"])
     assert dropped <= BAG_FRAMES // 4, (counters, result["latency_ms"])
     assert result["costmap"]["compared_cells"] > 0
+    # the per-frame series the report plots: one entry per processed frame, in bag order
+    per_frame = result["per_frame"]
+    assert len(per_frame) == counters["frames_processed"], per_frame
+    assert [f["stamp_ns"] for f in per_frame] == sorted(f["stamp_ns"] for f in per_frame)
+    # age is in the bag's sim time (/clock ticks, frozen after the last message): only >= 0
+    assert all(f["inference_ms"] > 0 and f["age_ms"] >= 0 for f in per_frame), per_frame
+    assert result["confidence_threshold"] == 0.6  # replay.yaml's gate, from SegmentationInfo
     assert result["exit_codes"] == {"segmentation_node": 0, "costmap_node": 0}

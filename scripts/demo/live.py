@@ -7,14 +7,15 @@ records their outputs with an rclpy subscriber in this process, plays the bag wi
 ``offroad replay`` (``/clock`` on, rate 1.0) and scores what was recorded against the bag's
 ground truth:
 
-* labels: mIoU with THE evaluator's :class:`ConfusionMatrix` (ground truth resized to the label
-  size with ``resize_labels``) over the pixels the node did not gate as uncertain
-  (``confidence_threshold``; their share is ``label_coverage``), one label image per input
-  frame or a counted drop;
-* costmap: agreement with ``/ground_truth/class_map`` by the same :class:`GridScorer` as
-  ``offroad evaluate-bag`` (cells known in both; unsafe = ground truth BLOCKED/HAZARD, ours FREE);
-* stage latencies from ``SegmentationStats`` (wall time on the x86 HTP emulator: not the
-  robot's latency).
+* labels: mIoU by :class:`offroad_replay.scoring.LabelScorer` (as ``offroad evaluate-bag``)
+  over the pixels the node did not gate as uncertain (``confidence_threshold``; their share is
+  ``label_coverage``), one label image per input frame or a counted drop;
+* costmap: agreement with ``/ground_truth/class_map`` by the same
+  :class:`offroad_replay.scoring.GridScorer` (cells known in both; unsafe = ground truth
+  BLOCKED/HAZARD, ours FREE), with the costmap's own label table for the classes, names and
+  categories the node published in ``SegmentationInfo``;
+* stage latencies and frame age from ``SegmentationStats`` (wall time on the x86 HTP emulator:
+  not the robot's latency), as percentiles and per frame (``per_frame``, for the report's plots).
 
 Writes ``result.json`` and a few overlay / costmap pictures to the output directory.
 """
@@ -38,9 +39,15 @@ REPLAY_PARAMS = REPO / "launch" / "config" / "replay.yaml"
 IMAGE_TOPIC = "/camera/image_raw"
 QUIET_SECONDS = 6.0  # no new labels for this long after the replay ended: the nodes are done
 PICTURES = 4
+LATENCY_FIELDS = {"preprocess": "preprocess_ms", "inference": "inference_ms",
+                  "postprocess": "postprocess_ms", "age_at_publish": "age_ms"}
 # The x86 HTP emulator needs 1-5 s per frame (the robot's HTP: milliseconds), so labels reach the
 # costmap seconds after their image; the replay config's 2 s would reject most of them as stale.
 EMULATION_STALE_TIMEOUT = 8.0
+# The replay waits for the segmentation node's image subscription, but the costmap's /clock
+# subscription is matched on its own: until it is, the costmap's sim time is 0 and it refuses
+# labels as stamped in the future (seen 1.1 s after the replay started on a loaded machine).
+CLOCK_DELAY_S = 3.0
 
 
 def _executable(package: str, name: str) -> str:
@@ -107,22 +114,23 @@ class Recorder:
             time.sleep(0.2)
         return False
 
-    @staticmethod
-    def _stamp(header: Any) -> int:
-        return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
-
     def _on_labels(self, msg: Any) -> None:
-        array = np.frombuffer(msg.data, dtype=np.uint8).reshape(msg.height, msg.step)
+        from offroad_core.imaging import decode_labels
+        from offroad_core.stamps import stamp_ns
+
+        labels = decode_labels(msg.encoding, msg.height, msg.width, msg.step, msg.data).copy()
         with self.lock:
-            self.labels[self._stamp(msg.header)] = array[:, : msg.width].copy()
+            self.labels[stamp_ns(msg.header.stamp)] = labels
             self.last_labels_time = time.monotonic()
 
     def _on_info(self, msg: Any) -> None:
         self.info = msg
 
     def _on_grid(self, msg: Any) -> None:
+        from offroad_core.stamps import stamp_ns
+
         with self.lock:
-            self.grids[self._stamp(msg.header)] = msg
+            self.grids[stamp_ns(msg.header.stamp)] = msg
 
     def close(self) -> None:
         """Stop spinning and shut rclpy down."""
@@ -148,174 +156,146 @@ def _stop(process: subprocess.Popen) -> int:
     return process.returncode
 
 
-def _read_ground_truth(bag: Path) -> dict[str, dict[int, Any]]:
-    """Images, ground-truth labels and class maps of the bag, by header stamp (ns)."""
-    from rosbags.highlevel import AnyReader
+def _read_ground_truth(bag: Path) -> dict[int, Any]:
+    """The bag's frames (image, ground-truth labels and class map) by header stamp (ns)."""
+    from offroad_replay.bag_frames import BagFrames
 
-    wanted = {IMAGE_TOPIC: "image", "/ground_truth/labels": "labels",
-              "/ground_truth/class_map": "class_map"}
-    out: dict[str, dict[int, Any]] = {v: {} for v in wanted.values()}
-    with AnyReader([bag]) as reader:
-        connections = [c for c in reader.connections if c.topic in wanted]
-        for conn, _, raw in reader.messages(connections=connections):
-            msg = reader.deserialize(raw, conn.msgtype)
-            stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
-            if conn.topic == "/ground_truth/class_map":
-                out["class_map"][stamp] = msg
-            else:
-                channels = 3 if msg.encoding == "rgb8" else 1
-                arr = np.frombuffer(msg.data, dtype=np.uint8).reshape(msg.height, msg.step)
-                arr = arr[:, : msg.width * channels].reshape(msg.height, msg.width, channels)
-                out[wanted[conn.topic]][stamp] = arr if channels == 3 else arr[..., 0]
-    return out
+    with BagFrames(bag) as source:
+        return {frame.stamp_ns: frame for frame in source.frames()}
 
 
-def _truth_on_grid(gt_map: Any, geometry: Any, table: Any, level_lut: np.ndarray) -> np.ndarray:
-    """Ground-truth class map resampled onto our grid's cells, as OccupancyGrid values."""
-    from offroad_core.costmap.grid import GridGeometry
+def _costmap_table(info: Any) -> tuple[Any, np.ndarray]:
+    """The costmap node's label table for the published SegmentationInfo (its own road:
+    the replay parameters' category overrides over the model's categories) and level values."""
+    from offroad_core.costmap.params import validate
+    from offroad_core.costmap.pipeline import CostmapPipeline
+    from offroad_core.params import load_params_file
+    from offroad_costmap.conversions import model_info
 
-    info = gt_map.info
-    truth = GridGeometry(float(info.resolution), int(info.width), int(info.height),
-                         float(info.origin.position.x), float(info.origin.position.y))
-    classes = np.asarray(gt_map.data, dtype=np.int16).ravel()
-    xs, ys = geometry.cell_centres()
-    cell = truth.cell_index(xs, ys)
-    levels = np.zeros(cell.shape, dtype=np.uint8)
-    inside = cell >= 0
-    known = np.zeros(cell.shape, dtype=bool)
-    known[inside] = classes[cell[inside]] >= 0
-    levels[known] = table.levels[classes[cell[known]]]
-    return level_lut[levels].astype(np.int16)
+    config = validate(load_params_file(REPLAY_PARAMS, "offroad_costmap"))
+    pipeline = CostmapPipeline(config)
+    pipeline.set_model_info(model_info(info))
+    return pipeline.table, config.category_values.level_lut()
 
 
-def _percentiles(values: list[float]) -> dict[str, float | None]:
-    if not values:
-        return {"p50": None, "p90": None, "max": None}
-    a = np.asarray(values, dtype=np.float64)
-    return {"p50": round(float(np.percentile(a, 50)), 2),
-            "p90": round(float(np.percentile(a, 90)), 2), "max": round(float(a.max()), 2)}
-
-
-def _score(rec: Recorder, truth: dict[str, dict[int, Any]], out: Path) -> dict[str, Any]:
-    from offroad_core import ontology
-    from offroad_core.costmap.categories import CategoryValues, LabelTable
-    from offroad_core.costmap.grid import GridGeometry, grid_picture
-    from offroad_core.evaluation import ConfusionMatrix
-    from offroad_core.imaging import resize_labels, resize_to_model
+def _pictures(rec: Recorder, frames: dict[int, Any], scored: list[tuple[int, Any]],
+              scorer: Any, out: Path) -> list[dict[str, Any]]:
+    """Node labels, ground truth and both costmaps of a few frames spread over the bag."""
+    from offroad_core.costmap.grid import grid_picture
+    from offroad_core.imaging import decode_labels, resize_labels, resize_to_model
     from offroad_core.segmentation.overlay import blend_overlay, palette_lut
-    from offroad_replay.evaluate_bag import GridScorer
+    from offroad_replay.bag_frames import decode_frame
+    from offroad_replay.outputs import RunOutputs
+    from offroad_replay.scoring import grid_values
 
     info = rec.info
-    names = list(info.class_names) if info is not None else list(ontology.CLASS_NAMES)
-    ids = list(info.class_ids) if info is not None else list(range(len(names)))
-    from offroad_core.ontology import CATEGORY_OF
-
-    table = LabelTable.build(ids, names, dict(CATEGORY_OF))
-    level_lut = CategoryValues().level_lut()
-    # grid value (-1..100) + 1 -> severity level; equal values (blocked = hazard) keep the higher
-    level_of_value = np.zeros(102, dtype=np.uint8)
-    for level in range(1, 5):
-        level_of_value[int(level_lut[level]) + 1] = level
-    ignore = info.ignore_value if info is not None else ontology.IGNORE_INDEX
-    confusion = ConfusionMatrix(num_classes=len(names))
-    scored_labels = []
-    confident = total = 0
-    for stamp, pred in sorted(rec.labels.items()):
-        gt = truth["labels"].get(stamp)
-        if gt is None:
-            continue
-        # pixels the node gated as uncertain (ignore value) are scored as coverage, not IoU
-        gated = pred == ignore
-        target = resize_labels(gt, pred.shape[1], pred.shape[0]).copy()
-        target[gated] = ignore
-        confusion.update(np.where(gated, 0, pred), target)
-        confident += int((~gated).sum())
-        total += gated.size
-        scored_labels.append(stamp)
-    scorer = None
-    grid_geometry = None
-    per_frame_agreement = []
-    scored_grids = []
-    for stamp, grid in sorted(rec.grids.items()):
-        gt_map = truth["class_map"].get(stamp)
-        if gt_map is None:
-            continue
-        geom = GridGeometry(float(grid.info.resolution), int(grid.info.width),
-                            int(grid.info.height), float(grid.info.origin.position.x),
-                            float(grid.info.origin.position.y))
-        ours = np.asarray(grid.data, dtype=np.int16).reshape(geom.ny, geom.nx)
-        levels = level_of_value[ours + 1]
-        if scorer is None:
-            scorer = GridScorer(table, level_lut, geom)
-            grid_geometry = geom
-        agreement = scorer.score(ours, levels, gt_map)
-        if agreement is not None:
-            per_frame_agreement.append(agreement)
-            scored_grids.append((stamp, ours, gt_map))
-    # pictures of a few frames spread over the sequence
-    pictures = []
-    pics = out / "pictures"
-    pics.mkdir(parents=True, exist_ok=True)
-    lut = palette_lut(tuple(tuple(int(v) for v in c.rgb) for c in ontology.CLASSES),
-                      ontology.IGNORE_INDEX)
-    picks = [scored_grids[i] for i in np.linspace(0, len(scored_grids) - 1,
-                                                  min(PICTURES, len(scored_grids))).astype(int)]
-    for n, (stamp, ours, gt_map) in enumerate(picks):
-        pred = rec.labels.get(stamp)
-        image = truth["image"].get(stamp)
-        gt_labels = truth["labels"].get(stamp)
-        if pred is None or image is None or gt_labels is None:
+    rgb = np.asarray(info.palette_rgb, dtype=np.uint8).reshape(-1, 3)
+    lut = palette_lut(tuple(tuple(int(v) for v in c) for c in rgb), int(info.ignore_value))
+    picks = [scored[i] for i in np.linspace(0, len(scored) - 1,
+                                            min(PICTURES, len(scored))).astype(int)]
+    pictures, files_out = [], RunOutputs(out)  # atomic PNGs
+    for n, (stamp, grid) in enumerate(picks):
+        pred, frame = rec.labels.get(stamp), frames[stamp]
+        if pred is None or frame.labels is None:
             continue
         h, w = pred.shape
-        small = resize_to_model(image, w, h)
-        gt_small = resize_labels(gt_labels, w, h)
-        truth_values = _truth_on_grid(gt_map, grid_geometry, table, level_lut)
+        small = resize_to_model(decode_frame(frame), w, h)
+        m = frame.labels
+        gt_small = resize_labels(decode_labels(m.encoding, m.height, m.width, m.step, m.data),
+                                 w, h)
+        ours, geometry = grid_values(grid)
         files = {
             "overlay": blend_overlay(small, pred, lut, 0.5),
             "ground_truth": blend_overlay(small, gt_small, lut, 0.5),
             "costmap": grid_picture(ours),
-            "costmap_truth": grid_picture(truth_values),
+            "costmap_truth": grid_picture(scorer.truth_values(frame.class_map, geometry)),
         }
-        entry = {"stamp_ns": stamp}
-        for kind, rgb in files.items():
+        entry: dict[str, Any] = {"stamp_ns": stamp}
+        for kind, picture in files.items():
             if kind.startswith("costmap"):
-                rgb = cv2.resize(rgb, None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST)
-            path = pics / f"{n}_{kind}.png"
-            cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-            entry[kind] = str(path.relative_to(out))
+                picture = cv2.resize(picture, None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST)
+            entry[kind] = f"pictures/{n}_{kind}.png"
+            files_out.png(entry[kind], picture)
         pictures.append(entry)
+    return pictures
+
+
+def _per_frame(rec: Recorder, agreement: dict[int, float]) -> list[dict[str, Any]]:
+    """One entry per processed frame (SegmentationStats): stage times, age, grid agreement."""
+    from offroad_core.stamps import stamp_ns
+
+    stats = sorted(rec.stats, key=lambda s: stamp_ns(s.header.stamp))
+    first = stamp_ns(stats[0].header.stamp) if stats else 0
+    rows = []
+    for s in stats:
+        stamp = stamp_ns(s.header.stamp)
+        rows.append({"stamp_ns": stamp, "t_s": round((stamp - first) * 1e-9, 3),
+                     "preprocess_ms": round(float(s.preprocess_ms), 2),
+                     "inference_ms": round(float(s.inference_ms), 2),
+                     "postprocess_ms": round(float(s.postprocess_ms), 2),
+                     "age_ms": round(float(s.age_ms), 2),
+                     "costmap_agreement": agreement.get(stamp)})
+    return rows
+
+
+def _score(rec: Recorder, frames: dict[int, Any], out: Path) -> dict[str, Any]:
+    from offroad_core.imaging import decode_labels
+    from offroad_replay.scoring import GridScorer, LabelScorer, grid_values, percentiles
+
+    info = rec.info
+    names, ignore = tuple(info.class_names), int(info.ignore_value)
+    labels = LabelScorer(names, ignore)
+    for stamp, pred in sorted(rec.labels.items()):
+        m = frames[stamp].labels if stamp in frames else None
+        if m is not None:  # pixels the node gated as uncertain count as coverage, not IoU
+            labels.score(pred, decode_labels(m.encoding, m.height, m.width, m.step, m.data),
+                         gated=pred == ignore)
+    table, level_lut = _costmap_table(info)
+    scorer = GridScorer(table, level_lut)
+    agreement: dict[int, float] = {}
+    scored = []
+    with_truth = 0
+    for stamp, grid in sorted(rec.grids.items()):
+        class_map = frames[stamp].class_map if stamp in frames else None
+        if class_map is None:
+            continue
+        with_truth += 1
+        value = scorer.score(*grid_values(grid), class_map)
+        if value is not None:
+            agreement[stamp] = round(100.0 * value, 2)
+            scored.append((stamp, grid))
     last = rec.stats[-1] if rec.stats else None
-    evaluation = confusion.result(names, images=len(scored_labels)) if scored_labels else None
+    evaluation = labels.result()
     return {
-        "frames_in_bag": len(truth["image"]),
+        "frames_in_bag": len(frames),
         "labels_received": len(rec.labels),
-        "labels_scored": len(scored_labels),
-        "frames_without_labels": [i for i, stamp in enumerate(sorted(truth["image"]))
+        "labels_scored": labels.frames,
+        "frames_without_labels": [i for i, stamp in enumerate(sorted(frames))
                                   if stamp not in rec.labels],
         "grids_received": len(rec.grids),
-        "grids_for_frames": sum(stamp in rec.grids for stamp in truth["image"]),
-        "grids_scored": len(per_frame_agreement),
-        "execution_provider": info.execution_provider if info is not None else None,
-        "model_sha256": info.model_sha256 if info is not None else None,
+        # the costmap's grid for a label image carries its stamp (fail-safe grids: the clock's)
+        "grids_for_labels": sum(stamp in rec.grids for stamp in rec.labels),
+        "grids_scored": len(agreement),
+        "execution_provider": info.execution_provider,
+        "model_sha256": info.model_sha256,
+        "confidence_threshold": round(float(info.confidence_threshold), 3),
         "counters": None if last is None else {
             "frames_received": int(last.frames_received),
             "frames_processed": int(last.frames_processed),
             "frames_dropped": int(last.frames_dropped),
             "frames_rejected": int(last.frames_rejected)},
         "miou": None if evaluation is None else round(100.0 * float(evaluation.miou), 2),
-        "label_coverage": None if not total else round(100.0 * confident / total, 2),
+        "label_coverage": None if labels.coverage is None else round(100 * labels.coverage, 2),
         "iou": None if evaluation is None else {
             name: (None if not np.isfinite(v) else round(100.0 * float(v), 2))
             for name, v in zip(names, evaluation.iou, strict=True)},
-        "costmap": None if scorer is None else {
+        "costmap": None if not with_truth else {
             **scorer.summary(),
-            "per_frame_agreement": _percentiles([100.0 * a for a in per_frame_agreement])},
-        "latency_ms": {
-            "preprocess": _percentiles([s.preprocess_ms for s in rec.stats]),
-            "inference": _percentiles([s.inference_ms for s in rec.stats]),
-            "postprocess": _percentiles([s.postprocess_ms for s in rec.stats]),
-            "age_at_publish": _percentiles([s.age_ms for s in rec.stats])},
-        "pictures": pictures,
+            "per_frame_agreement": percentiles(list(agreement.values()), digits=2)},
+        "latency_ms": {name: percentiles([float(getattr(s, field)) for s in rec.stats], digits=2)
+                       for name, field in LATENCY_FIELDS.items()},
+        "per_frame": _per_frame(rec, agreement),
+        "pictures": _pictures(rec, frames, scored, scorer, out),
     }
 
 
@@ -341,8 +321,9 @@ def run_live(bag: Path, model: Path, out: Path, logs: Path, rate: float = 1.0,
             return {"error": "the nodes did not come up within 120 s "
                              "(live_segmentation_node.log, live_costmap_node.log)"}
         replay = subprocess.run(
-            [_executable("offroad_seg_node", "bag_replay"), str(bag), "--rate", str(rate),
-             "--wait-for", IMAGE_TOPIC, "--wait-timeout", "120", "--linger", "2"],
+            [_executable("offroad_replay", "replay"), str(bag), "--rate", str(rate),
+             "--wait-for", IMAGE_TOPIC, "--wait-timeout", "120", "--delay", str(CLOCK_DELAY_S),
+             "--linger", "2"],
             stdout=open(logs / "live_replay.log", "w"), stderr=subprocess.STDOUT,
             cwd=REPO, check=False)
         if replay.returncode != 0:
