@@ -11,6 +11,7 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
 from std_msgs.msg import Header
 
 from offroad_core.camera import CameraIntrinsics
+from offroad_core.costmap.clouds import clearing_points, marking_points
 from offroad_core.costmap.grid import GridGeometry, grid_picture
 from offroad_core.costmap.pipeline import InputError, ModelInfo
 from offroad_core.imaging import ImageDecodeError, decode_labels
@@ -58,11 +59,22 @@ def occupancy_grid(values: np.ndarray, geometry: GridGeometry, frame_id: str,
 
 def obstacle_cloud(values: np.ndarray, geometry: GridGeometry, lethal: int, height: float,
                    frame_id: str, stamp: Time) -> PointCloud2:
-    """PointCloud2 (x, y, z float32) with one point at the centre of every cell >= ``lethal``."""
-    xs, ys = geometry.cell_centres()
-    mask = values >= lethal
-    points = np.zeros((int(mask.sum()), 3), dtype=np.float32)
-    points[:, 0], points[:, 1], points[:, 2] = xs[mask], ys[mask], height
+    """PointCloud2 (x, y, z float32) with one point at the centre of every cell >= ``lethal``
+    (the marking source)."""
+    return xy_cloud(marking_points(values, geometry, lethal), height, frame_id, stamp)
+
+
+def clearing_cloud(values: np.ndarray, geometry: GridGeometry, lethal: int,
+                   origin: tuple[float, float], height: float, frame_id: str,
+                   stamp: Time) -> PointCloud2:
+    """PointCloud2 of :func:`offroad_core.costmap.clouds.clearing_points` (clearing source)."""
+    return xy_cloud(clearing_points(values, geometry, lethal, origin), height, frame_id, stamp)
+
+
+def xy_cloud(xy: np.ndarray, height: float, frame_id: str, stamp: Time) -> PointCloud2:
+    """PointCloud2 (x, y, z float32) of (N, 2) points at z = ``height``."""
+    points = np.zeros((len(xy), 3), dtype=np.float32)
+    points[:, :2], points[:, 2] = xy, height
     msg = PointCloud2()
     msg.header = Header(stamp=stamp, frame_id=frame_id)
     msg.height, msg.width = 1, len(points)

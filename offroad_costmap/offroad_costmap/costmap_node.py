@@ -2,13 +2,15 @@
 
 Wiring only: the per-frame work is :class:`offroad_core.costmap.pipeline.CostmapPipeline`
 (fail-safe policy in its docstring), parameters are :mod:`offroad_core.costmap.params`,
-message conversions :mod:`.conversions`, diagnostics :mod:`.diagnostics`.
+message conversions :mod:`.conversions`, publishers :mod:`.outputs`, diagnostics
+:mod:`.diagnostics`.
 
 A refused input is counted by reason in /diagnostics and logged (throttled per reason); a
 callback that raises is counted as a fault and the node goes on. When no frame was accepted
 for ``stale_timeout`` (also from the start) the watchdog drops the fused evidence, publishes an
-all-unknown grid every ``watchdog_period`` (or nothing, with ``stale_action: silent``) and
-/diagnostics reports ERROR. Invalid parameters: one clear error and exit status 2.
+all-unknown grid every ``watchdog_period`` (or nothing, with ``stale_action: silent``) and no
+clouds at all (so Nav2's own timeouts trip), and /diagnostics reports ERROR. Invalid
+parameters: one clear error and exit status 2.
 """
 
 from __future__ import annotations
@@ -19,13 +21,13 @@ from typing import Any
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
-from nav_msgs.msg import OccupancyGrid, Odometry
+from nav_msgs.msg import Odometry
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from sensor_msgs.msg import CameraInfo, Image
 
 from offroad_core.costmap.params import PARAMETERS, CostmapConfig, validate
-from offroad_core.costmap.pipeline import CostmapPipeline, GridFrame, InputError, quaternion_yaw
+from offroad_core.costmap.pipeline import CostmapPipeline, InputError, quaternion_yaw
 from offroad_core.exit_codes import EXIT_BAD_INPUT
 from offroad_core.node_runtime import (
     CallbackGuard,
@@ -36,15 +38,9 @@ from offroad_core.node_runtime import (
     run_node,
 )
 from offroad_core.stamps import stamp_seconds
-from offroad_costmap.conversions import (
-    debug_image,
-    intrinsics_from_camera_info,
-    labels_from_image,
-    model_info,
-    obstacle_cloud,
-    occupancy_grid,
-)
+from offroad_costmap.conversions import intrinsics_from_camera_info, labels_from_image, model_info
 from offroad_costmap.diagnostics import CostmapHealth, diagnostic_status
+from offroad_costmap.outputs import Outputs
 from offroad_seg_msgs.msg import SegmentationInfo
 
 NODE_NAME = "offroad_costmap"
@@ -73,13 +69,7 @@ class CostmapNode(Node):
         latched = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
                              reliability=ReliabilityPolicy.RELIABLE,
                              durability=DurabilityPolicy.TRANSIENT_LOCAL)
-        out = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
-                         reliability=ReliabilityPolicy.RELIABLE)
-        self._pub_grid = self.create_publisher(OccupancyGrid, c.grid_topic, latched)
-        self._pub_cloud = (self.create_publisher(PointCloud2, c.obstacles_topic, out)
-                           if c.publish_obstacles else None)
-        self._pub_debug = (self.create_publisher(Image, c.debug_image_topic, out)
-                           if c.publish_debug_image else None)
+        self._outputs = Outputs(self, c)
         self._pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         guard = self._guard
         self.create_subscription(Image, c.labels_topic, guard("labels", self._on_labels), inputs)
@@ -145,33 +135,23 @@ class CostmapNode(Node):
         self._project_ms = [*self._project_ms[-99:], (time.perf_counter() - t0) * 1e3]
         self._accepted += 1
         self._last_accepted = self._now()
-        self._publish(frame, msg.header.stamp)
+        self._outputs.perceived(frame, msg.header.stamp, self.config)
 
-    # ------------------------------------------------------------------ output
-    def _publish(self, frame: GridFrame, stamp: Any) -> None:
-        c = self.config
-        frame_id = c.odom_frame if frame.in_odom else c.base_frame
-        self._pub_grid.publish(occupancy_grid(frame.values, frame.geometry, frame_id, stamp))
-        if self._pub_cloud is not None:
-            lethal = max(min(c.blocked_value, c.hazard_value), 1)
-            self._pub_cloud.publish(obstacle_cloud(frame.values, frame.geometry, lethal,
-                                                   c.obstacle_point_height, frame_id, stamp))
-        if self._pub_debug is not None and self._pub_debug.get_subscription_count() > 0:
-            self._pub_debug.publish(debug_image(frame.values, frame_id, stamp))
-
+    # ------------------------------------------------------------------ fail-safe
     def _stale(self) -> bool:
         return (self._last_accepted is None
                 or self._now() - self._last_accepted > self.config.stale_timeout)
 
     def _watchdog(self) -> None:
-        """Fail-safe: all-unknown grid while no labels are accepted; fused evidence is
-        dropped (perception that stopped is not trusted when it comes back)."""
+        """Fail-safe: all-unknown grid and no clouds while no labels are accepted; fused
+        evidence is dropped (perception that stopped is not trusted when it comes back)."""
         if not self._stale():
             return
         self._pipeline.clear()
         if self.config.stale_action == "unknown":
             self._stale_published += 1
-            self._publish(self._pipeline.unknown_frame(), self.get_clock().now().to_msg())
+            self._outputs.stale(self._pipeline.unknown_frame(), self.get_clock().now().to_msg(),
+                                self.config)
 
     def _publish_diagnostics(self) -> None:
         c, p = self.config, self._problems

@@ -170,16 +170,33 @@ def test_newer_observation_replaces_older():
     assert (store.in_base(0.1, Pose2D(0, 0, 0)) == -1).all()
 
 
-def test_odom_window_is_axis_aligned_and_snapped():
-    frame = GridGeometry(0.1, 40, 20, -1.0, -1.0)
-    values = np.zeros((20, 40), np.int8)
-    store = EvidenceGrid(frame, decay_time=1.0)
-    pose = Pose2D(10.03, -4.96, 0.0)
-    store.insert(values, pose, 0.0)
+@pytest.mark.parametrize("yaw", [0.0, math.pi / 2, math.pi, -math.pi / 2, 0.7])
+def test_odom_window_holds_the_whole_frame_at_any_heading(yaw):
+    frame = GridGeometry(0.1, 40, 20, -1.0, -1.0)      # corners up to 3.2 m from base_link
+    store = EvidenceGrid(frame, decay_time=1.0, window_step=0.5)
+    pose = Pose2D(10.03, -4.96, yaw)
+    store.insert(np.zeros((20, 40), np.int8), pose, 0.0)
     out, window = store.in_odom(0.0, pose)
-    assert out.shape == (20, 40)
-    assert window.origin_x == pytest.approx(9.0) and window.origin_y == pytest.approx(-6.0)
-    assert (out[1:-1, 1:-1] == 0).all()
+    assert (out == 0).sum() == frame.num_cells          # every observed cell, at every heading
+    assert window.nx == window.ny == 2 * (math.ceil((math.hypot(3, 1) + 0.5) / 0.1) + 1)
+    assert window.origin_x / 0.1 == pytest.approx(round(window.origin_x / 0.1))
+
+
+def test_odom_window_moves_in_steps():
+    frame = GridGeometry(0.1, 40, 20, -1.0, -1.0)
+    store = EvidenceGrid(frame, decay_time=1.0, reach=2.0, window_step=0.5)
+    first = store.window.at(0.0, 0.0)
+    assert first.origin_x == pytest.approx(-first.nx * 0.05)  # centred on the robot
+    assert first.nx == 2 * (math.ceil(2.5 / 0.1) + 1)          # reach 2 m + step + a cell
+    assert store.window.at(0.44, -0.5) == first                # within the step: no move
+    moved = store.window.at(0.61, 0.0)
+    assert moved.origin_x == pytest.approx(first.origin_x + 0.6) and moved.nx == first.nx
+    # the view (reach) stays inside the window wherever the robot is within the step
+    for x, y in [(1.1, 0.5), (0.11, -0.5), (1.1, -0.5)]:
+        store.window.at(0.61, 0.0)
+        w = store.window.at(x, y)
+        assert w.origin_x <= x - 2.0 and x + 2.0 <= w.origin_x + w.nx * 0.1
+        assert w.origin_y <= y - 2.0 and y + 2.0 <= w.origin_y + w.ny * 0.1
 
 
 # ------------------------------------------------------------------ messages
@@ -258,19 +275,36 @@ def test_params_file_lists_every_parameter_with_its_default():
     validate(values)
 
 
-def test_nav2_example_reads_our_grid_correctly():
-    costmap = yaml.safe_load((BRINGUP_CONFIG / "nav2_local_costmap.yaml").read_text())
-    params = costmap["local_costmap"]["local_costmap"]["ros__parameters"]
-    defaults = {s.name: s.default for s in PARAMETERS}
-    assert params["track_unknown_space"] is True and params["trinary_costmap"] is False
-    assert params["unknown_cost_value"] == -1 and params["lethal_cost_threshold"] == 100
-    assert params["resolution"] == defaults["resolution"]
+def _nav2_static_layer_cost(value: int, costmap: dict) -> int:
+    """Nav2 Jazzy's StaticLayer::interpretValue (nav2_costmap_2d/plugins/static_layer.cpp
+    268-284) of one grid value, with the costmap's parameters or Nav2's defaults
+    (costmap_2d_ros.cpp 119, 130, 133, 134); values and unknown_cost_value are unsigned char."""
+    v, unknown = value & 0xFF, costmap.get("unknown_cost_value", 255) & 0xFF
+    lethal = max(min(costmap.get("lethal_cost_threshold", 100), 100), 0)   # :171
+    if v == unknown:
+        return 255 if costmap.get("track_unknown_space", False) else 0
+    if v >= lethal:
+        return 254
+    if costmap.get("trinary_costmap", True):
+        return 0
+    return int(v / lethal * 254)                      # double -> unsigned char truncates
+
+
+@pytest.mark.parametrize("name", ["nav2_local_costmap.yaml", "nav2_global_costmap.yaml"])
+def test_nav2_example_reads_our_grid_correctly(name):
+    """Every category of robot.yaml becomes what the planner/controller must see."""
+    node = yaml.safe_load((BRINGUP_CONFIG / "robot.yaml").read_text())
+    ours = validate(node["/**/offroad_costmap"]["ros__parameters"])
+    costmap = next(iter(yaml.safe_load((BRINGUP_CONFIG / name).read_text()).values()))
+    params = next(iter(costmap.values()))["ros__parameters"]
     layer = params[params["plugins"][0]]
-    assert layer["plugin"] == "nav2_costmap_2d::StaticLayer"
-    assert layer["map_topic"] == defaults["grid_topic"]
-    assert layer["map_subscribe_transient_local"] is True
-    source = params["offroad_obstacles"][params["offroad_obstacles"]["observation_sources"]]
-    assert source["topic"] == defaults["obstacles_topic"]
-    assert source["data_type"] == "PointCloud2"
-    assert (source["min_obstacle_height"] < defaults["obstacle_point_height"]
-            < source["max_obstacle_height"])
+    assert layer["plugin"] == "nav2_costmap_2d::StaticLayer" and not params["use_maximum"]
+    cost = {category: _nav2_static_layer_cost(getattr(ours.category_values, category), params)
+            for category in ("free", "caution", "blocked", "hazard")}
+    assert cost == {"free": 0, "caution": 127, "blocked": 254, "hazard": 254}
+    assert _nav2_static_layer_cost(-1, params) == 255       # unknown stays NO_INFORMATION
+    # Nav2's defaults would plan through CAUTION and unknown terrain as free
+    assert _nav2_static_layer_cost(ours.caution_value, {}) == 0
+    assert _nav2_static_layer_cost(-1, {}) == 0
+    assert params["resolution"] >= ours.resolution
+    assert params["resolution"] / ours.resolution == round(params["resolution"] / ours.resolution)

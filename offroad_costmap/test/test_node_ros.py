@@ -361,16 +361,26 @@ def test_odom_output_uses_the_pose_at_the_image_stamp_and_fusion_keeps_evidence(
         assert grid is not None
         values, geometry = expected_values(labels)
         assert grid.header.frame_id == "odom"
-        assert grid.info.origin.position.x == pytest.approx(1.0 + geometry.origin_x)
-        assert grid.info.origin.position.y == pytest.approx(-2.0 + geometry.origin_y)
-        np.testing.assert_array_equal(grid_array(grid), values)
-        # A frame that observes nothing (all sky) 0.2 s later keeps the fused evidence.
+        # a square window centred on the robot at the image stamp (1, -2)
+        side = grid.info.width * 0.1
+        assert grid.info.height == grid.info.width and side >= 2 * (0.3 + 8.0)
+        assert grid.info.origin.position.x + side / 2 == pytest.approx(1.0)
+        assert grid.info.origin.position.y + side / 2 == pytest.approx(-2.0)
+
+        def placed(msg, x: float, y: float) -> np.ndarray:
+            """``values`` (base_link, yaw 0) placed at robot position (x, y) in msg's window."""
+            out = np.full((msg.info.height, msg.info.width), -1, np.int8)
+            c0 = round((x + geometry.origin_x - msg.info.origin.position.x) / 0.1)
+            r0 = round((y + geometry.origin_y - msg.info.origin.position.y) / 0.1)
+            out[r0:r0 + geometry.ny, c0:c0 + geometry.nx] = values
+            return out
+        np.testing.assert_array_equal(grid_array(grid), placed(grid, 1.0, -2.0))
+        # A frame that observes nothing (all sky) 0.2 s later keeps the fused evidence where it
+        # was seen; 2 m on, the window has moved with the robot (odom_window_step 1 m).
         sky = peer.send(np.full((H, W), 6, np.uint8), peer.stamp(t0 + 0.3 - time.time()))
         assert sky is not None
-        assert sky.info.origin.position.x == pytest.approx(3.0 + geometry.origin_x)
-        shifted = np.full_like(values, -1)
-        shifted[:, :-20] = values[:, 20:]                   # 2 m further on = 20 cells
-        np.testing.assert_array_equal(grid_array(sky), shifted)
+        assert sky.info.origin.position.x == pytest.approx(grid.info.origin.position.x + 2.0)
+        np.testing.assert_array_equal(grid_array(sky), placed(sky, 1.0, -2.0))
     finally:
         if peer is not None:
             peer.close()

@@ -9,6 +9,10 @@ looks up the frame cell under it: no holes when the robot is rotated); a cell th
 observes takes the new value (latest observation wins: moving objects do not leave trails),
 a cell it does not observe keeps its older value until that is ``decay_time`` old, then it is
 unknown again.
+
+:class:`OdomWindow` is the published ``odom`` grid: a square around the robot that holds all it
+can observe at any heading, moved in steps (why, in docs/nav2.md: Nav2's StaticLayer reallocates
+its copy whenever a grid's origin changes).
 """
 
 from __future__ import annotations
@@ -77,18 +81,71 @@ def yaw_from_quaternion(x: float, y: float, z: float, w: float) -> float:
     return math.atan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z))
 
 
+def corner_reach(frame: GridGeometry) -> float:
+    """Distance from ``base_link`` to the farthest corner of a base_link grid (m)."""
+    r = frame.resolution
+    return max(math.hypot(x, y) for x in (frame.origin_x, frame.origin_x + frame.nx * r)
+               for y in (frame.origin_y, frame.origin_y + frame.ny * r))
+
+
+def view_reach(frame: GridGeometry, camera_xy: tuple[float, float], max_range: float) -> float:
+    """How far from ``base_link`` one frame can hold evidence (m): the camera's distance from
+    base_link plus ``max_range``, or the grid's farthest corner if that is nearer."""
+    return min(corner_reach(frame), math.hypot(*camera_xy) + max_range)
+
+
+class OdomWindow:
+    """The published ``odom`` grid: a square, axis-aligned in ``odom`` (Nav2 grids cannot
+    rotate), that holds everything within ``reach`` of the robot at any heading.
+
+    Its origin is a whole number of cells and moves only when the robot is more than ``step``
+    (x or y) from the window centre; ``step`` 0 re-centres it on every cell the robot crosses.
+    """
+
+    def __init__(self, resolution: float, reach: float, step: float = 0.0) -> None:
+        """Half size = reach + step + one cell: the robot may be ``step`` off centre."""
+        self.resolution = resolution
+        self.step = step
+        self.half = math.ceil((reach + step) / resolution) + 1   # cells
+        self.centre: tuple[int, int] | None = None               # odom cell corner
+
+    @property
+    def size(self) -> float:
+        """Side of the window (m)."""
+        return 2 * self.half * self.resolution
+
+    def at(self, x: float, y: float) -> GridGeometry:
+        """The window for the robot at (x, y) in ``odom``, moved first if it must."""
+        r = self.resolution
+        cell = (round(x / r), round(y / r))
+        if self.centre is None or max(abs(cell[0] - self.centre[0]),
+                                      abs(cell[1] - self.centre[1])) * r > self.step + 1e-9:
+            self.centre = cell
+        return self.geometry()
+
+    def geometry(self) -> GridGeometry:
+        """The current window (centred on ``odom``'s origin before the first pose)."""
+        r, n = self.resolution, 2 * self.half
+        cx, cy = self.centre if self.centre is not None else (0, 0)
+        return GridGeometry(r, n, n, (cx - self.half) * r, (cy - self.half) * r)
+
+
 class EvidenceGrid:
     """Rolling ``odom`` evidence store (module docstring)."""
 
-    def __init__(self, frame: GridGeometry, decay_time: float) -> None:
-        """Size the store to hold ``frame`` (base_link geometry) at any yaw around the robot."""
+    def __init__(self, frame: GridGeometry, decay_time: float, reach: float | None = None,
+                 window_step: float = 0.0) -> None:
+        """Size the store to hold ``frame`` (base_link geometry) at any yaw around the robot
+        and the :class:`OdomWindow` (``reach``: :func:`view_reach`, default the grid's corner)
+        wherever the robot is in it."""
         self.frame = frame
         self.decay_time = decay_time
         r = frame.resolution
-        reach = max(math.hypot(x, y)
-                    for x in (frame.origin_x, frame.origin_x + frame.nx * r)
-                    for y in (frame.origin_y, frame.origin_y + frame.ny * r))
-        self.n = 2 * math.ceil(reach / r) + 2
+        corners = corner_reach(frame)
+        self.window = OdomWindow(r, corners if reach is None else min(reach, corners),
+                                 window_step)
+        store = max(corners, (self.window.half + 1) * r + window_step)
+        self.n = 2 * math.ceil(store / r) + 2
         self.values = np.full((self.n, self.n), -1, dtype=np.int8)
         self.stamps = np.full((self.n, self.n), -np.inf)
         self.origin: tuple[int, int] | None = None   # store cell (0, 0) in odom cells
@@ -117,18 +174,26 @@ class EvidenceGrid:
         self._recentre(pose)
         f = self.frame
         r = f.resolution
-        cols = (self.origin[0] + np.arange(self.n) + 0.5) * r - pose.x
-        rows = (self.origin[1] + np.arange(self.n) + 0.5) * r - pose.y
-        ox, oy = np.meshgrid(cols, rows)
         c, s = math.cos(pose.yaw), math.sin(pose.yaw)
-        bx, by = c * ox + s * oy, -s * ox + c * oy
-        cell = f.cell_index(bx, by)
-        inside = cell >= 0
+        # store cells under the frame's bounding box at this pose, then inverse mapping
+        xs = [pose.x + c * x - s * y for x in (f.origin_x, f.origin_x + f.nx * r)
+              for y in (f.origin_y, f.origin_y + f.ny * r)]
+        ys = [pose.y + s * x + c * y for x in (f.origin_x, f.origin_x + f.nx * r)
+              for y in (f.origin_y, f.origin_y + f.ny * r)]
+        c0, c1 = (min(max(math.floor(v / r) - self.origin[0] + k, 0), self.n)
+                  for v, k in ((min(xs), 0), (max(xs), 1)))
+        r0, r1 = (min(max(math.floor(v / r) - self.origin[1] + k, 0), self.n)
+                  for v, k in ((min(ys), 0), (max(ys), 1)))
+        ox = (self.origin[0] + np.arange(c0, c1) + 0.5) * r - pose.x
+        oy = (self.origin[1] + np.arange(r0, r1) + 0.5) * r - pose.y
+        col = np.floor((c * ox[None, :] + s * oy[:, None] - f.origin_x) / r).astype(np.int64)
+        row = np.floor((c * oy[:, None] - s * ox[None, :] - f.origin_y) / r).astype(np.int64)
+        inside = (col >= 0) & (col < f.nx) & (row >= 0) & (row < f.ny)
         observed = np.zeros_like(inside)
-        value = frame_values.ravel()[cell[inside]]
+        value = frame_values[row[inside], col[inside]]
         observed[inside] = value >= 0
-        self.values[observed] = value[value >= 0]
-        self.stamps[observed] = stamp
+        self.values[r0:r1, c0:c1][observed] = value[value >= 0]
+        self.stamps[r0:r1, c0:c1][observed] = stamp
 
     def snapshot(self, now: float) -> tuple[np.ndarray, GridGeometry]:
         """The store's values (expired evidence = -1) and its ``odom`` geometry."""
@@ -148,16 +213,20 @@ class EvidenceGrid:
         return out
 
     def in_odom(self, now: float, pose: Pose2D) -> tuple[np.ndarray, GridGeometry]:
-        """The fused evidence on an ``odom``-aligned window of the frame's size and offsets
-        around the robot position (rotation is not applied: Nav2 grids are axis-aligned)."""
-        values, geom = self.snapshot(now)
-        f = self.frame
-        window = GridGeometry(f.resolution, f.nx, f.ny, pose.x + f.origin_x,
-                              pose.y + f.origin_y).snapped()
-        xs, ys = window.cell_centres()
-        cell = geom.cell_index(xs, ys)
-        out = np.full(cell.shape, -1, dtype=np.int8)
-        out[cell >= 0] = values.ravel()[cell[cell >= 0]]
+        """The fused evidence on the :class:`OdomWindow` around the robot at ``pose``: the same
+        coverage at every heading."""
+        window = self.window.at(pose.x, pose.y)
+        n, out = window.nx, np.full((window.ny, window.nx), -1, dtype=np.int8)
+        if self.origin is None:
+            return out, window
+        # both are whole cells of odom: the window is a block of the store
+        dx, dy = self.window.centre[0] - self.window.half - self.origin[0], \
+            self.window.centre[1] - self.window.half - self.origin[1]
+        sx, sy = slice(max(dx, 0), min(dx + n, self.n)), slice(max(dy, 0), min(dy + n, self.n))
+        if sx.start < sx.stop and sy.start < sy.stop:
+            fresh = now - self.stamps[sy, sx] <= self.decay_time
+            out[sy.start - dy:sy.stop - dy, sx.start - dx:sx.stop - dx] = np.where(
+                fresh, self.values[sy, sx], np.int8(-1))
         return out, window
 
 

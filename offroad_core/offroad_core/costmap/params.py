@@ -28,7 +28,11 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("odom_topic", "odom", "input nav_msgs/Odometry (use_odom)"),
     ParamSpec("use_odom", False, "subscribe odom_topic: enables fusion and output_frame odom"),
     ParamSpec("grid_topic", "costmap/grid", "output OccupancyGrid (reliable, transient-local)"),
-    ParamSpec("obstacles_topic", "costmap/obstacles", "output PointCloud2 of lethal cells"),
+    ParamSpec("obstacles_topic", "costmap/obstacles", "output PointCloud2 of lethal cells "
+              "(Nav2 marking source; stamped with the image stamp, not published while stale)"),
+    ParamSpec("clearing_topic", "costmap/clearing", "output PointCloud2 of known free/caution "
+              "ground, the farthest cell per bearing (Nav2 clearing source, sensor_frame "
+              "base_link)"),
     ParamSpec("debug_image_topic", "costmap/debug_image", "output rgb8 picture of the grid"),
     ParamSpec("input_reliability", "reliable", "reliability of the labels/camera_info "
               "subscriptions (the segmentation node publishes reliable)",
@@ -36,8 +40,11 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("base_frame", "base_link", "robot frame (REP-105); the grid geometry is in it"),
     ParamSpec("odom_frame", "odom", "odometry frame (REP-105)"),
     ParamSpec("output_frame", "base_link", "frame of the published grid: base_link "
-              "(robot-centric) or odom (axis-aligned window around the robot, needs use_odom)",
-              choices=("base_link", "odom")),
+              "(robot-centric) or odom (square window around the robot holding its view at any "
+              "heading, needs use_odom)", choices=("base_link", "odom")),
+    ParamSpec("odom_window_step", 1.0, "odom output: the window moves when the robot is this "
+              "far (m) from its centre, so Nav2 reallocates its copy once per step", low=0.0,
+              high=50.0),
     ParamSpec("resolution", 0.05, "cell size (m)", low=0.01, high=1.0),
     ParamSpec("size_x", 10.0, "grid extent along x (m)", low=0.5, high=200.0),
     ParamSpec("size_y", 10.0, "grid extent along y (m)", low=0.5, high=200.0),
@@ -84,13 +91,14 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "older than this on arrival are rejected", low=0.05, high=60.0, dynamic=True),
     ParamSpec("future_tolerance", 0.5, "labels stamped more than this (s) ahead of the node's "
               "clock are rejected (clock skew, wrong stamps)", low=0.0, high=60.0, dynamic=True),
-    ParamSpec("stale_action", "unknown", "when stale: unknown (publish an all-unknown grid "
-              "every watchdog_period) or silent (stop publishing)",
+    ParamSpec("stale_action", "unknown", "when stale (the clouds stop either way): unknown "
+              "(an all-unknown grid every watchdog_period) or silent (no grid either)",
               choices=("unknown", "silent")),
     ParamSpec("watchdog_period", 0.1, "period of the staleness check (s)", low=0.01, high=10.0),
     ParamSpec("publish_obstacles", True, "publish obstacles_topic (lethal cells as points)"),
-    ParamSpec("obstacle_point_height", 0.2, "z of the obstacle points (m); must lie inside the "
-              "ObstacleLayer's min/max_obstacle_height", low=0.0, high=5.0),
+    ParamSpec("publish_clearing", True, "publish clearing_topic (rays of observed ground)"),
+    ParamSpec("obstacle_point_height", 0.2, "z of the obstacle and clearing points (m); must "
+              "lie inside the ObstacleLayer's min/max_obstacle_height", low=0.0, high=5.0),
     ParamSpec("publish_debug_image", True, "publish debug_image_topic (only while subscribed)"),
     ParamSpec("diagnostics_period", 1.0, "seconds between /diagnostics messages", low=0.1,
               high=60.0),

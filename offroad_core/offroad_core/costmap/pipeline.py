@@ -27,6 +27,7 @@ from offroad_core.costmap.fusion import (
     EvidenceGrid,
     Pose2D,
     PoseHistory,
+    view_reach,
     yaw_from_quaternion,
 )
 from offroad_core.costmap.grid import GridGeometry
@@ -59,11 +60,13 @@ class ModelInfo:
 
 @dataclass(frozen=True)
 class GridFrame:
-    """One output grid: int8 values (ny, nx), its geometry, and whether it is in odom."""
+    """One output grid: int8 values (ny, nx), its geometry, whether it is in odom, and where
+    base_link was in the grid's frame when the labels were taken (the clearing rays' origin)."""
 
     values: np.ndarray
     geometry: GridGeometry
     in_odom: bool
+    origin: tuple[float, float] = (0.0, 0.0)
 
 
 def checked_pose(x: float, y: float, yaw: float) -> Pose2D:
@@ -99,6 +102,16 @@ def _check_classes(info: ModelInfo) -> None:
         raise ValueError(f"ignore_value {info.ignore_value} is also a class id")
 
 
+def _evidence_store(c: CostmapConfig) -> EvidenceGrid | None:
+    """The fused evidence (``fusion``), a one-frame store for ``odom`` output without fusion
+    (decay 0 keeps only the newest frame), or None."""
+    if not (c.fusion or c.output_frame == "odom"):
+        return None
+    reach = view_reach(c.geometry, (c.camera_x, c.camera_y), c.max_range)
+    return EvidenceGrid(c.geometry, c.decay_time if c.fusion else 0.0, reach,
+                        c.odom_window_step)
+
+
 class CostmapPipeline:
     """Labels in, grid frames out (see the module docstring)."""
 
@@ -113,8 +126,7 @@ class CostmapPipeline:
         self._projector: GroundProjector | None = None
         self._projector_key: tuple | None = None
         self.poses = PoseHistory(config.odom_history)
-        self.evidence = EvidenceGrid(config.geometry, config.decay_time) if config.fusion \
-            else None
+        self.evidence = _evidence_store(config)
         self.last_pose: Pose2D | None = None
 
     def reconfigure(self, config: CostmapConfig) -> None:
@@ -123,8 +135,11 @@ class CostmapPipeline:
         self._projector = None
         if self.info is not None:
             self.table = self._table_for(self.info)
-        if self.evidence is not None:
-            self.evidence.decay_time = config.decay_time
+        store = _evidence_store(config)
+        if store is None or self.evidence is None or store.n != self.evidence.n:
+            self.evidence = store      # max_range or camera moved: the window is resized
+        else:
+            self.evidence.decay_time = store.decay_time
 
     # ------------------------------------------------------------------ inputs
     def set_model_info(self, info: ModelInfo) -> tuple[str, ...]:
@@ -201,21 +216,17 @@ class CostmapPipeline:
         if self.evidence is not None:
             self.evidence.insert(values, pose, stamp)
             if c.output_frame == "odom":
-                return GridFrame(*self.evidence.in_odom(stamp, pose), True)
+                return GridFrame(*self.evidence.in_odom(stamp, pose), True, (pose.x, pose.y))
             return GridFrame(self.evidence.in_base(stamp, pose), c.geometry, False)
-        if c.output_frame == "odom":
-            store = EvidenceGrid(c.geometry, decay_time=0.0)
-            store.insert(values, pose, 0.0)
-            return GridFrame(*store.in_odom(0.0, pose), True)
         return GridFrame(values, c.geometry, False)
 
     def unknown_frame(self) -> GridFrame:
-        """An all-unknown grid in the output frame (the stale fail-safe)."""
+        """An all-unknown grid in the output frame (the stale fail-safe); in odom on the
+        window last published (Nav2 need not reallocate its copy)."""
         c = self.config
         geometry = c.geometry
-        if c.output_frame == "odom":
-            pose = self.last_pose or Pose2D(0.0, 0.0, 0.0)
-            geometry = geometry.translated(pose.x, pose.y).snapped()
+        if c.output_frame == "odom" and self.evidence is not None:
+            geometry = self.evidence.window.geometry()
         return GridFrame(np.full((geometry.ny, geometry.nx), -1, dtype=np.int8), geometry,
                          c.output_frame == "odom")
 
