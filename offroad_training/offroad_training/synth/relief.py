@@ -27,6 +27,8 @@ HEIGHT_RESOLUTION = 0.1
 """Node spacing (m) of the height raster; steps are one cell (0.1 m) wide."""
 EDGE_TAPER = 20.0
 """Width (m) inside the world's extent over which the relief fades to z = 0."""
+MAX_LEVEL = 9
+"""Top level of the ray-marching mip-map (tiles of 512 x 512 cells, 51.2 m)."""
 
 
 @dataclass(frozen=True)
@@ -95,7 +97,7 @@ class HeightField:
     x0: float
     y0: float
     resolution: float = HEIGHT_RESOLUTION
-    _pyramid: dict = field(default_factory=dict, repr=False, compare=False)
+    _cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def extent(self) -> tuple[float, float, float, float]:
@@ -135,34 +137,37 @@ class HeightField:
     @property
     def bounds(self) -> tuple[float, float]:
         """(lowest, highest) node height."""
-        if "bounds" not in self._pyramid:
-            self._pyramid["bounds"] = (float(self.nodes.min()), float(self.nodes.max()))
-        return self._pyramid["bounds"]
+        if "bounds" not in self._cache:
+            self._cache["bounds"] = (float(self.nodes.min()), float(self.nodes.max()))
+        return self._cache["bounds"]
 
     @property
-    def pyramid(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Maximum mip-map of the cells for ray marching: (flat maxima, level offsets, level
-        column counts, level row counts). Level 0 holds each cell's highest corner; level k
-        tiles cover 2^k x 2^k cells."""
-        if "levels" not in self._pyramid:
+    def atlas(self) -> tuple[np.ndarray, int, int, int]:
+        """Maximum mip-map of the cells for ray marching, as (values, row length C, level-0
+        rows R, top level K). Level 0 holds each cell's highest corner, level k the maximum
+        over 2^k x 2^k cells; level k's tile (row i, column j) is at flat index
+        ``(2 R (1 - 2^-k) + i) * C + j``, so a tile's index is arithmetic, not a table lookup.
+        R and C are the cell counts rounded up to a multiple of 2^K; padding holds -inf."""
+        if "atlas" not in self._cache:
             n = self.nodes
-            level = np.maximum(np.maximum(n[:-1, :-1], n[:-1, 1:]),
+            cells = np.maximum(np.maximum(n[:-1, :-1], n[:-1, 1:]),
                                np.maximum(n[1:, :-1], n[1:, 1:]))
-            levels = [level]
-            while max(level.shape) > 1:
-                ny, nx = level.shape
-                padded = np.full((ny + ny % 2, nx + nx % 2), -np.inf, np.float32)
-                padded[:ny, :nx] = level
-                level = padded.reshape(padded.shape[0] // 2, 2, padded.shape[1] // 2, 2
-                                       ).max(axis=(1, 3))
-                levels.append(level)
-            sizes = np.array([lv.size for lv in levels])
-            self._pyramid["levels"] = (
-                np.concatenate([lv.ravel() for lv in levels]).astype(np.float32),
-                np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64),
-                np.array([lv.shape[1] for lv in levels], np.int64),
-                np.array([lv.shape[0] for lv in levels], np.int64))
-        return self._pyramid["levels"]
+            top = min(MAX_LEVEL, max(1, math.ceil(math.log2(max(cells.shape)))))
+            unit = 2 ** top
+            rows = math.ceil(cells.shape[0] / unit) * unit
+            cols = math.ceil(cells.shape[1] / unit) * unit
+            atlas = np.full((2 * rows + 1, cols), -np.inf, np.float32)
+            level = atlas[:rows]
+            level[:cells.shape[0], :cells.shape[1]] = cells
+            start = 0
+            for k in range(1, top + 1):
+                h, w = rows >> (k - 1), cols >> (k - 1)
+                coarse = level[:h, :w].reshape(h // 2, 2, w // 2, 2).max(axis=(1, 3))
+                start += h
+                level = atlas[start:start + h // 2]
+                level[:, :w // 2] = coarse
+            self._cache["atlas"] = (atlas.ravel(), cols, rows, top)
+        return self._cache["atlas"]
 
 
 # ---------------------------------------------------------------------- generation
