@@ -47,8 +47,9 @@ class DepthSettings:
     max_range: float = 8.0
     occlusion_tolerance: float = 0.15
     occlusion_ratio: float = 0.03
-    zbuffer_block: int = 8
+    zbuffer_block: int = 4
     max_points: int = 2_000_000
+    zbuffer_ratio: float = 0.15
 
 
 @dataclass(frozen=True)
@@ -131,7 +132,7 @@ class DepthCostmap:
         if camera != self._camera_key:
             self.projector = DepthProjector(camera, self.geometry, s.max_range)
             self.painter = Painter(camera, s.occlusion_tolerance, s.occlusion_ratio,
-                                   s.zbuffer_block)
+                                   s.zbuffer_block, s.zbuffer_ratio)
             self._camera_key = camera
         key = (camera.intrinsics, depth_camera)
         if key != self._align_key:

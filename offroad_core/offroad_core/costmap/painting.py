@@ -12,7 +12,9 @@ label pixel. It is painted when it is in front of the camera, inside the image a
   cut into ``block`` x ``block`` pixel tiles, each tile keeps the nearest depth of the points
   that fall in it and its eight neighbour tiles (a LiDAR is sparse: its points behind an object
   rarely fall in the very pixels of the object's own points), and a point farther than that by
-  more than the tolerance is hidden.
+  more than ``max(tolerance, zbuffer_ratio x depth)`` is hidden. The relative tolerance is
+  larger than the depth image's: ground seen at a grazing angle recedes quickly across a
+  tile's neighbourhood and must not hide itself.
 
 A hidden point takes no label (the ignore value): it still counts as geometry (see
 :mod:`offroad_core.costmap.terrain`), never as the class of the surface in front of it. The
@@ -45,12 +47,13 @@ class Painter:
     """Projects points into the label image of one camera (module docstring)."""
 
     def __init__(self, camera: Camera, tolerance: float = 0.15, ratio: float = 0.03,
-                 block: int = 8) -> None:
+                 block: int = 4, zbuffer_ratio: float = 0.15) -> None:
         """``camera``: intrinsics at the label resolution and the optical frame's pose."""
         if block < 1:
             raise ValueError(f"z-buffer block must be >= 1 pixel, got {block}")
         self.camera = camera
         self.tolerance, self.ratio, self.block = float(tolerance), float(ratio), int(block)
+        self.zbuffer_ratio = float(zbuffer_ratio)
         intr = camera.intrinsics
         self.width, self.height = intr.width, intr.height
         self.bw, self.bh = math.ceil(intr.width / block), math.ceil(intr.height / block)
@@ -115,4 +118,5 @@ class Painter:
                                 max(-dc, 0): self.bw + min(-dc, 0)]
                     np.minimum(dst, src, out=dst)
         front = grown.ravel()[tile]
-        return z <= front + np.maximum(self.tolerance, self.ratio * front)
+        return z <= front + np.maximum(np.float32(self.tolerance),
+                                       np.float32(self.zbuffer_ratio) * front)

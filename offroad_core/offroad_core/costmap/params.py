@@ -15,6 +15,7 @@ from offroad_core.costmap.categories import (
     CategoryValues,
     parse_overrides,
 )
+from offroad_core.costmap.depthmode import depth_config
 from offroad_core.costmap.grid import GridGeometry
 from offroad_core.costmap.projection import OCCLUSION_MODES
 from offroad_core.ontology import Category
@@ -102,6 +103,69 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("publish_debug_image", True, "publish debug_image_topic (only while subscribed)"),
     ParamSpec("diagnostics_period", 1.0, "seconds between /diagnostics messages", low=0.1,
               high=60.0),
+    # --- depth mode (docs/depth.md): on when depth_topic or cloud_topics is set
+    ParamSpec("depth_topic", "", "input depth image registered to the camera (16UC1 mm, "
+              "32FC1 m); empty: none"),
+    ParamSpec("depth_camera_info_topic", "", "CameraInfo of the depth image at its own "
+              "resolution; empty: the depth image has the labels' size and camera"),
+    ParamSpec("cloud_topics", "", "comma-separated PointCloud2 inputs (x, y, z in a known "
+              "frame: LiDAR, the camera's depth cloud); empty: none"),
+    ParamSpec("confidence_topic", "", "optional mono8 confidence of the labels (same stamp) "
+              "for the labelled cloud; empty: none"),
+    ParamSpec("sync_tolerance", 0.05, "depth images and clouds join the labels stamped within "
+              "this (s); others drop out of the frame", low=0.0, high=1.0, dynamic=True),
+    ParamSpec("max_cloud_points", 2000000, "clouds with more points are refused "
+              "(cloud_too_large)", low=1, high=50000000),
+    ParamSpec("extrinsics", "parameters", "sensor mounting: parameters (camera_*, lidar_*) or "
+              "tf (tf2_ros, any frame)", choices=("parameters", "tf")),
+    ParamSpec("camera_frame", "camera_optical_frame", "optical frame of the camera_* pose "
+              "(labels, depth image, depth cloud)"),
+    ParamSpec("lidar_frame", "lidar_link", "frame of the lidar_* pose"),
+    ParamSpec("lidar_x", 0.0, "LiDAR position in base_link (m)", low=-50.0, high=50.0,
+              dynamic=True),
+    ParamSpec("lidar_y", 0.0, "LiDAR position in base_link (m)", low=-50.0, high=50.0,
+              dynamic=True),
+    ParamSpec("lidar_z", 1.0, "LiDAR height in base_link (m)", low=-50.0, high=50.0,
+              dynamic=True),
+    ParamSpec("lidar_roll", 0.0, "LiDAR roll in base_link (rad)", low=-3.15, high=3.15,
+              dynamic=True),
+    ParamSpec("lidar_pitch", 0.0, "LiDAR pitch in base_link (rad)", low=-1.57, high=1.57,
+              dynamic=True),
+    ParamSpec("lidar_yaw", 0.0, "LiDAR yaw in base_link (rad)", low=-3.15, high=3.15,
+              dynamic=True),
+    ParamSpec("terrain_resolution", 0.1, "cell size of the ground estimate (m), a whole "
+              "multiple of resolution", low=0.01, high=2.0, dynamic=True),
+    ParamSpec("max_step", 0.15, "highest step the robot climbs (m): a point higher above its "
+              "local ground is BLOCKED whatever its class", low=0.01, high=5.0, dynamic=True),
+    ParamSpec("max_slope_deg", 25.0, "steepest slope the robot drives (deg): steeper observed "
+              "ground is BLOCKED", low=1.0, high=89.0, dynamic=True),
+    ParamSpec("clearance_height", 1.5, "points higher above their local ground are ignored "
+              "(overhangs the robot passes under) (m)", low=0.1, high=20.0, dynamic=True),
+    ParamSpec("compliant_classes", "vegetation", "comma-separated classes judged by "
+              "compliant_max_height instead of max_step (driven through)", dynamic=True),
+    ParamSpec("compliant_max_height", 0.6, "compliant points higher above ground are "
+              "BLOCKED (m)", low=0.0, high=5.0, dynamic=True),
+    ParamSpec("geometry_only_category", "CAUTION", "category of unlabelled points (outside "
+              "the camera's view or hidden from it) within the geometric limits",
+              choices=("FREE", "CAUTION", "UNKNOWN"), dynamic=True),
+    ParamSpec("occlusion_tolerance", 0.15, "a cloud point behind the depth image's surface at "
+              "its pixel by more than max(this, occlusion_ratio x depth) is hidden: no label "
+              "(m)", low=0.0, high=10.0, dynamic=True),
+    ParamSpec("occlusion_ratio", 0.03, "relative part of the occlusion tolerance", low=0.0,
+              high=1.0, dynamic=True),
+    ParamSpec("zbuffer_block", 4, "tile (label pixels) of the clouds' own z-buffer, used "
+              "where no depth pixel covers a point", low=1, high=64, dynamic=True),
+    ParamSpec("zbuffer_ratio", 0.15, "relative occlusion tolerance of the z-buffer", low=0.0,
+              high=1.0, dynamic=True),
+    ParamSpec("publish_labelled_cloud", True, "publish labelled_cloud_topic (depth mode)"),
+    ParamSpec("labelled_cloud_topic", "costmap/labelled_points", "output PointCloud2 of the "
+              "depth mode's points in base_link: x, y, z, confidence float32, class, level "
+              "uint8"),
+    ParamSpec("labelled_cloud_points", "lethal", "lethal: BLOCKED/HAZARD points (Nav2 "
+              "obstacle/voxel layers, collision monitor); all: every used point",
+              choices=("lethal", "all")),
+    ParamSpec("labelled_cloud_max_points", 50000, "more points are thinned evenly", low=1,
+              high=10000000),
 )
 
 
@@ -116,6 +180,7 @@ class CostmapConfig:
     category_values: CategoryValues
     vertical_classes: tuple[str, ...]
     fusion: bool
+    depth: Any = None   # offroad_core.costmap.depthmode.DepthConfig, None: depth mode off
 
     def __getattr__(self, name: str) -> Any:
         try:
@@ -153,9 +218,14 @@ def validate(values: dict[str, Any]) -> CostmapConfig:
                                           v["origin_x"], v["origin_y"])
     except ValueError as exc:
         problems.append(str(exc))
+    depth = None
+    if not problems:
+        depth, depth_problems = depth_config(v, geometry)
+        problems += depth_problems
     if problems:
         raise ConfigError(problems)
     pose = CameraPose(v["camera_x"], v["camera_y"], v["camera_z"], v["camera_roll"],
                       v["camera_pitch"], v["camera_yaw"])
     fusion = v["use_odom"] if v["fusion"] == "auto" else v["fusion"] == "on"
-    return CostmapConfig(v, geometry, pose, overrides, category_values, vertical, fusion)
+    return CostmapConfig(v, geometry, pose, overrides, category_values, vertical, fusion,
+                         depth)

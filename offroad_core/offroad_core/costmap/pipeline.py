@@ -18,11 +18,13 @@ import math
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from offroad_core.camera import Camera, CameraIntrinsics
 from offroad_core.costmap.categories import CategoryError, LabelTable, model_categories
+from offroad_core.costmap.depthmode import DepthMode
 from offroad_core.costmap.fusion import (
     EvidenceGrid,
     Pose2D,
@@ -67,6 +69,8 @@ class GridFrame:
     geometry: GridGeometry
     in_odom: bool
     origin: tuple[float, float] = (0.0, 0.0)
+    mode: str = "flat"             # "depth" or "flat": which projection made this frame
+    depth: Any = None              # the depth mode's DepthResult (its points), or None
 
 
 def checked_pose(x: float, y: float, yaw: float) -> Pose2D:
@@ -116,10 +120,15 @@ class CostmapPipeline:
     """Labels in, grid frames out (see the module docstring)."""
 
     def __init__(self, config: CostmapConfig,
-                 on_tables: Callable[[str], None] | None = None) -> None:
-        """``on_tables`` is told (one line) whenever projection tables are (re)built."""
+                 on_tables: Callable[[str], None] | None = None,
+                 on_sensor: Callable[[str, str], None] | None = None) -> None:
+        """``on_tables`` is told (one line) whenever projection tables are (re)built;
+        ``on_sensor(reason, message)`` whenever a depth-mode source drops out of a frame."""
         self.config = config
         self._on_tables = on_tables
+        self.depth = DepthMode(config.depth, config.geometry, config.category_values,
+                               config.pose, on_sensor or (lambda reason, message: None)) \
+            if config.depth is not None else None
         self.info: ModelInfo | None = None
         self.table: LabelTable | None = None
         self.camera: CameraIntrinsics | None = None
@@ -133,6 +142,8 @@ class CostmapPipeline:
         """Apply changed (runtime) parameters; model info, camera and odometry are kept."""
         self.config = config
         self._projector = None
+        if self.depth is not None and config.depth is not None:
+            self.depth.reconfigure(config.depth, config.pose)
         if self.info is not None:
             self.table = self._table_for(self.info)
         store = _evidence_store(config)
@@ -204,10 +215,15 @@ class CostmapPipeline:
         """One label image (H, W) uint8 stamped ``stamp`` -> the grid to publish."""
         self.check_stamp(stamp, now)
         projector = self._projector_for(labels.shape)
-        values = projector.project(labels).values
         c = self.config
+        result = None
+        if self.depth is not None:
+            result = self.depth.frame(labels, stamp, self.camera, self.table, self.info.class_ids,
+                                      self.info.class_names, self.poses if c.use_odom else None)
+        values = projector.project(labels).values if result is None else result.values
+        mode = {"mode": "flat" if result is None else "depth", "depth": result}
         if not c.use_odom:
-            return GridFrame(values, c.geometry, False)
+            return GridFrame(values, c.geometry, False, **mode)
         pose = self.poses.at(stamp)
         if pose is None:
             raise InputError("no_pose", "no odometry covers the label stamp (odom_history "
@@ -216,9 +232,10 @@ class CostmapPipeline:
         if self.evidence is not None:
             self.evidence.insert(values, pose, stamp)
             if c.output_frame == "odom":
-                return GridFrame(*self.evidence.in_odom(stamp, pose), True, (pose.x, pose.y))
-            return GridFrame(self.evidence.in_base(stamp, pose), c.geometry, False)
-        return GridFrame(values, c.geometry, False)
+                return GridFrame(*self.evidence.in_odom(stamp, pose), True, (pose.x, pose.y),
+                                 **mode)
+            return GridFrame(self.evidence.in_base(stamp, pose), c.geometry, False, **mode)
+        return GridFrame(values, c.geometry, False, **mode)
 
     def unknown_frame(self) -> GridFrame:
         """An all-unknown grid in the output frame (the stale fail-safe); in odom on the
@@ -234,6 +251,8 @@ class CostmapPipeline:
         """Forget fused evidence (perception that stopped is not trusted when it comes back)."""
         if self.evidence is not None:
             self.evidence.clear()
+        if self.depth is not None:
+            self.depth.clear()
 
     # ------------------------------------------------------------------ projector cache
     def _projector_for(self, shape: Sequence[int]) -> GroundProjector:
