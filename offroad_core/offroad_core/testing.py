@@ -1,4 +1,5 @@
-"""Tiny ONNX models that follow the deploy contract, for tests and benchmarks.
+"""Tiny ONNX models that follow the deploy contract, for tests and benchmarks (and
+:func:`png_bomb`, the decompression-bomb image of the robustness tests).
 
 Not a segmentation network: a 1x1 convolution over the normalised RGB values, so every pixel's
 class is a deterministic function of its colour. Same interface as the real exported model
@@ -93,3 +94,19 @@ def build_tiny_model(path: str | Path, height: int = 64, width: int = 80, *,
     onnx.checker.check_model(str(path))
     return path
 
+
+def png_bomb(width: int, height: int) -> bytes:
+    """A valid RGB PNG of zeros: ~420 KB for 12000x12000 (432 MB decoded; ~3 s to build)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        crc = zlib.crc32(kind + body) & 0xFFFFFFFF
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc)
+
+    compressor, row = zlib.compressobj(9), bytes(1 + 3 * width)  # filter byte + pixels
+    idat = b"".join(compressor.compress(row * 64) for _ in range(height // 64))
+    idat += compressor.compress(row * (height % 64)) + compressor.flush()
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat)
+            + chunk(b"IEND", b""))

@@ -7,6 +7,7 @@ import pytest
 
 from offroad_core import imaging
 from offroad_core.imaging import ImageDecodeError, decode_compressed, decode_image
+from offroad_core.testing import png_bomb
 
 H, W = 6, 8
 LOSSLESS = ("rgb8", "bgr8", "rgba8", "bgra8")
@@ -149,23 +150,6 @@ def test_resize_labels_keeps_class_ids():
     assert set(np.unique(out)) <= {0, 3, 6, 255}
     np.testing.assert_array_equal(imaging.resize_labels(out, 64, 54)[::4, ::4],
                                   labels[::4, ::4])
-
-
-def png_bomb(width: int, height: int) -> bytes:
-    """A valid RGB PNG of zeros: ~420 KB for 12000x12000 (432 MB decoded)."""
-    import struct
-    import zlib
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        crc = zlib.crc32(kind + body) & 0xFFFFFFFF
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc)
-
-    compressor, row = zlib.compressobj(9), bytes(1 + 3 * width)  # filter byte + pixels
-    idat = b"".join(compressor.compress(row * 64) for _ in range(height // 64))
-    idat += compressor.compress(row * (height % 64)) + compressor.flush()
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat)
-            + chunk(b"IEND", b""))
 
 
 def _jpeg_declaring(width: int, height: int) -> bytes:
