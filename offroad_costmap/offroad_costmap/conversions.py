@@ -12,9 +12,13 @@ from std_msgs.msg import Header
 
 from offroad_core.camera import CameraIntrinsics
 from offroad_core.costmap.clouds import clearing_points, marking_points
+from offroad_core.costmap.depthmap import DepthPoints
 from offroad_core.costmap.grid import GridGeometry, grid_picture
 from offroad_core.costmap.pipeline import InputError, ModelInfo
+from offroad_core.costmap.pointcloud import Field, pack_cloud
+from offroad_core.costmap.sensors import CloudMessage, DepthMessage
 from offroad_core.imaging import ImageDecodeError, decode_labels
+from offroad_core.stamps import stamp_seconds
 from offroad_seg_msgs.msg import SegmentationInfo
 
 
@@ -95,4 +99,36 @@ def debug_image(values: np.ndarray, frame_id: str, stamp: Time) -> Image:
     msg.height, msg.width = picture.shape[:2]
     msg.encoding, msg.step = "rgb8", 3 * picture.shape[1]
     msg.data = picture.tobytes()
+    return msg
+
+
+# ------------------------------------------------------------------ depth mode (docs/depth.md)
+def depth_message(msg: Image) -> DepthMessage:
+    """The raw fields of a depth image (decoded by the core when it joins labels)."""
+    return DepthMessage(stamp_seconds(msg.header.stamp), msg.header.frame_id, msg.encoding,
+                        msg.height, msg.width, msg.step, msg.data, bool(msg.is_bigendian))
+
+
+def cloud_message(msg: PointCloud2, source: str) -> CloudMessage:
+    """The raw fields of a PointCloud2 received on topic ``source``."""
+    fields = tuple(Field(f.name, f.offset, f.datatype, f.count) for f in msg.fields)
+    return CloudMessage(stamp_seconds(msg.header.stamp), msg.header.frame_id, fields,
+                        msg.width, msg.height, msg.point_step, msg.row_step, msg.data,
+                        bool(msg.is_bigendian), source)
+
+
+def labelled_cloud(points: DepthPoints, frame_id: str, stamp: Time) -> PointCloud2:
+    """PointCloud2 x, y, z, confidence (float32), class, level (uint8) of depth-mode points."""
+    xyz = points.xyz
+    fields, step, data = pack_cloud([("x", xyz[:, 0]), ("y", xyz[:, 1]), ("z", xyz[:, 2]),
+                                     ("confidence", points.confidence),
+                                     ("class", points.labels), ("level", points.level)])
+    msg = PointCloud2()
+    msg.header = Header(stamp=stamp, frame_id=frame_id)
+    msg.height, msg.width = 1, len(points.level)
+    msg.fields = [PointField(name=f.name, offset=f.offset, datatype=f.datatype, count=1)
+                  for f in fields]
+    msg.is_bigendian, msg.is_dense = False, True
+    msg.point_step, msg.row_step = step, step * len(points.level)
+    msg.data = data
     return msg

@@ -39,6 +39,7 @@ from offroad_core.node_runtime import (
 )
 from offroad_core.stamps import stamp_seconds
 from offroad_costmap.conversions import intrinsics_from_camera_info, labels_from_image, model_info
+from offroad_costmap.depth_io import DepthIO
 from offroad_costmap.diagnostics import CostmapHealth, diagnostic_status
 from offroad_costmap.outputs import Outputs
 from offroad_seg_msgs.msg import SegmentationInfo
@@ -54,7 +55,9 @@ class CostmapNode(Node):
         super().__init__(NODE_NAME, **kwargs)
         self.config: CostmapConfig = declare_parameters(self, PARAMETERS, validate)
         c = self.config
-        self._pipeline = CostmapPipeline(c, on_tables=self.get_logger().info)
+        self._sensors = ReasonLog(lambda text: self.get_logger().warning(f"depth mode: {text}"))
+        self._pipeline = CostmapPipeline(c, on_tables=self.get_logger().info,
+                                         on_sensor=self._sensors)
         self._problems = ReasonLog(lambda text: self.get_logger().error(f"rejected: {text}"))
         self._guard = CallbackGuard(self.get_logger())
         self._last_accepted: float | None = None
@@ -70,6 +73,7 @@ class CostmapNode(Node):
                              reliability=ReliabilityPolicy.RELIABLE,
                              durability=DurabilityPolicy.TRANSIENT_LOCAL)
         self._outputs = Outputs(self, c)
+        self._depth_io = DepthIO(self, c, self._pipeline, self._guard, self._sensors)
         self._pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         guard = self._guard
         self.create_subscription(Image, c.labels_topic, guard("labels", self._on_labels), inputs)
@@ -136,6 +140,7 @@ class CostmapNode(Node):
         self._accepted += 1
         self._last_accepted = self._now()
         self._outputs.perceived(frame, msg.header.stamp, self.config)
+        self._depth_io.perceived(frame, msg.header.stamp, self.config)
 
     # ------------------------------------------------------------------ fail-safe
     def _stale(self) -> bool:
@@ -160,6 +165,7 @@ class CostmapNode(Node):
             self._accepted
         extra = ({"project_ms_median": f"{float(np.median(self._project_ms)):.2f}"}
                  if self._project_ms else {})
+        extra.update(self._depth_io.diagnostics())
         health = CostmapHealth(
             stale=self._stale(), since_accepted=None if self._last_accepted is None
             else self._now() - self._last_accepted, stale_timeout=c.stale_timeout,

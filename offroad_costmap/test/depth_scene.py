@@ -74,7 +74,8 @@ class ReliefScene:
             t = np.where(ok & (t_ramp < t), t_ramp, t)
         cls = np.full(n, SKY, np.uint8)
         hit = np.isfinite(t)
-        px, py = o[0] + t * d[:, 0], o[1] + t * d[:, 1]
+        with np.errstate(invalid="ignore"):
+            px, py = o[0] + t * d[:, 0], o[1] + t * d[:, 1]
         cls[hit] = self.ground_cls
         for x, y, r, c in self.patches:
             cls[hit & ((px - x) ** 2 + (py - y) ** 2 <= r * r)] = c
