@@ -23,7 +23,7 @@ setup(
     license="Apache-2.0",
     entry_points={
         "console_scripts": [
-            "costmap_node = offroad_costmap.costmap_node:main",
+            "costmap_node = offroad_costmap:main",
         ],
     },
 )

@@ -23,7 +23,7 @@ setup(
     license="Apache-2.0",
     entry_points={
         "console_scripts": [
-            "segmentation_node = offroad_seg_node.segmentation_node:main",
+            "segmentation_node = offroad_seg_node:main",
         ],
     },
 )

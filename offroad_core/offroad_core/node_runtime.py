@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from offroad_core.exit_codes import EXIT_BAD_INPUT, EXIT_BUG, EXIT_OK
+from offroad_core.node_signals import defer_stop_signals, ignore_stop_signals, stop_requested
 from offroad_core.params import (
     BUILTIN_PARAMETERS,
     ConfigError,
@@ -28,7 +29,7 @@ from offroad_core.params import (
 )
 
 LOG_THROTTLE_S = 5.0
-SHUTDOWN_GRACE_S = 1.0
+STOP_POLL_S = 0.1  # longest wait of the executor before it looks at a stop request
 T = TypeVar("T")
 
 
@@ -167,7 +168,7 @@ def params_files_usable(name: str, args: list[str] | None = None) -> bool:
     """Check every ``--params-file`` of the ROS command line before rcl reads it.
 
     rcl refuses a missing, unreadable or malformed file with a log line of its own plus a
-    parser trace; this prints one clear line instead (``[name] params file ...``) and returns
+    parser trace; this logs one clear FATAL line instead (``params file ...``) and returns
     False (the caller exits 2). ``args`` defaults to ``sys.argv``.
     """
     tokens = list(sys.argv if args is None else args)
@@ -179,7 +180,9 @@ def params_files_usable(name: str, args: list[str] | None = None) -> bool:
             path = tokens[i + 1] if i + 1 < len(tokens) else ""
             problem = params_file_problem(path) if path else "--params-file needs a path"
             if problem:
-                print(f"[{name}] {problem}", file=sys.stderr)
+                from rclpy.logging import get_logger
+
+                get_logger(name).fatal(problem)
                 return False
     return True
 
@@ -249,74 +252,80 @@ def _values_problem(params: dict, where: str, prefix: str) -> str | None:
 def run_node(factory: Callable[[], Any], name: str, args: list[str] | None = None,
              start: Callable[[Any], bool] | None = None,
              stop: Callable[[Any], None] | None = None) -> int:
-    """``main()`` of a node: init, create, spin, clean shutdown; returns the exit status.
+    """``main()`` of a node process: init, create, spin, clean shutdown; returns the exit status.
 
-    0 on a normal stop (Ctrl-C, SIGTERM from launch, external shutdown), whatever the node was
+    0 on a normal stop (SIGINT, SIGTERM from launch, external shutdown), whatever the node was
     doing when the signal landed; 2 for invalid parameters or an unusable params file (one
-    clear line on stderr) or when ``start(node)`` returns False; 1 only for a bug.
-    """
-    import rclpy
-    from rclpy.executors import ExternalShutdownException
+    FATAL log line) or when ``start(node)`` returns False; 1 only for a bug (its traceback in
+    one FATAL log message).
 
+    A signal is a request, never an exception (:mod:`offroad_core.node_signals`): rclpy's own
+    handlers, which shut the context down from another thread under running callbacks, are
+    not installed. The executor looks at the request at least every ``STOP_POLL_S``; then the
+    node's ``stop``, its destruction and the context shutdown run in order on the main thread,
+    and later signals are ignored.
+    """
+    defer_stop_signals()
     try:
-        rclpy.init(args=args)
-    except Exception as exc:  # rcl refuses the command line (e.g. an unreadable params file)
-        print(f"[{name}] cannot start: {_one_line(exc)}", file=sys.stderr)
+        return _run(factory, name, args, start, stop)
+    finally:
+        ignore_stop_signals()
+
+
+def _run(factory: Callable[[], Any], name: str, args: list[str] | None,
+         start: Callable[[Any], bool] | None, stop: Callable[[Any], None] | None) -> int:
+    import rclpy
+    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+    from rclpy.logging import get_logger
+    from rclpy.signals import SignalHandlerOptions
+
+    log = get_logger(name)
+    if stop_requested() is not None:  # stopped while the node's modules were imported
+        return EXIT_OK
+    try:
+        rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    except Exception as exc:  # rcl refuses the command line
+        log.fatal(f"cannot start: {_one_line(exc)}")
         return EXIT_BAD_INPUT
-    node = None
+    node = executor = None
     status = EXIT_OK
     try:
         try:
             node = factory()
         except ConfigError as exc:
-            print(f"[{name}] {exc}", file=sys.stderr)
+            log.fatal(str(exc))
             return EXIT_BAD_INPUT
         except Exception as exc:
-            if not rclpy.ok():
-                return EXIT_OK
             if type(exc).__name__ in ("RCLError", "ParameterException",
                                       "InvalidParameterTypeException"):
-                print(f"[{name}] cannot start: {_one_line(exc)}", file=sys.stderr)
+                log.fatal(f"cannot start: {_one_line(exc)}")
                 return EXIT_BAD_INPUT
             raise
         if start is not None and not start(node):
-            return EXIT_BAD_INPUT
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
+            return EXIT_OK if stop_requested() is not None else EXIT_BAD_INPUT
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        while stop_requested() is None and executor.context.ok():
+            executor.spin_once(timeout_sec=STOP_POLL_S)
+    except ExternalShutdownException:
         pass
     except Exception:
-        try:
-            bug = not _shutting_down()
-        except KeyboardInterrupt:
-            bug = False
-        if bug:
-            traceback.print_exc()
+        if stop_requested() is None:
+            log.fatal(f"stopped by a bug (exit status {EXIT_BUG}):\n{traceback.format_exc()}")
             status = EXIT_BUG
     finally:
         _quietly(lambda: stop(node) if stop is not None and node is not None else None)
+        _quietly(lambda: executor.shutdown() if executor is not None else None)
         _quietly(lambda: node.destroy_node() if node is not None else None)
         _quietly(rclpy.try_shutdown)
     return status
 
 
-def _shutting_down() -> bool:
-    """True when the context is (or within a moment becomes) shut down: the exception came
-    from a signal landing inside rclpy, not from the node."""
-    import rclpy
-
-    deadline = time.monotonic() + SHUTDOWN_GRACE_S
-    while time.monotonic() < deadline:
-        if not rclpy.ok():
-            return True
-        time.sleep(0.02)
-    return not rclpy.ok()
-
-
 def _quietly(action: Callable[[], Any]) -> None:
-    """Run a cleanup step; a second Ctrl-C or an error while shutting down changes nothing."""
+    """Run a cleanup step; an error while shutting down changes nothing."""
     try:
         action()
-    except (KeyboardInterrupt, Exception):
+    except Exception:
         pass
 
 
