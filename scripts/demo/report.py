@@ -143,8 +143,8 @@ def plot_live(live: dict[str, Any] | None, report_dir: Path) -> str | None:
     top.set_yscale("log")  # inference is 100-1000x the other stages on the emulator
     top.legend(fontsize="small")
     bottom.plot(*_series(rows, "t_s", "age_ms"), ".-", color="tab:red")
-    bottom.set(title="frame age when its labels were published", xlabel="bag time (s)",
-               ylabel="ms")
+    bottom.set(title="frame age when its labels were published (bag /clock time, which stops "
+                     "with the bag)", xlabel="bag time (s)", ylabel="ms")
     for ax in (top, bottom):
         ax.grid(alpha=0.3)
     fig.tight_layout()
