@@ -251,8 +251,6 @@ class CostmapPipeline:
         """Forget fused evidence (perception that stopped is not trusted when it comes back)."""
         if self.evidence is not None:
             self.evidence.clear()
-        if self.depth is not None:
-            self.depth.clear()
 
     # ------------------------------------------------------------------ projector cache
     def _projector_for(self, shape: Sequence[int]) -> GroundProjector:
