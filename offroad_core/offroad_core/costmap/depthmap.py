@@ -92,14 +92,15 @@ class DepthResult:
         thinned to at most ``max_points``."""
         parts = []
         for src in self._sources:
-            index = np.flatnonzero(src.batch.level >= min_level)
+            index = src.batch.index[src.batch.level >= min_level]
             if src.depth is not None:
                 xyz = self._projector.points(src.depth, index)
                 pixel = index
             else:
                 xyz = np.stack([c[index] for c in src.xyz], axis=1).astype(np.float32)
                 pixel = src.pixel[index]
-            parts.append((xyz, src.labels[index], src.batch.level[index], pixel))
+            parts.append((xyz, src.labels[index], src.batch.level[src.batch.level >= min_level],
+                          pixel))
         xyz, labels, level, pixel = (np.concatenate(col) for col in zip(*parts, strict=True))
         if max_points is not None and len(level) > max_points:
             keep = np.linspace(0, len(level) - 1, max_points).astype(np.intp)
@@ -170,7 +171,7 @@ class DepthCostmap:
     def _cloud_batch(self, xyz: tuple[np.ndarray, np.ndarray, np.ndarray],
                      labels: np.ndarray) -> Batch:
         """Terrain batch of base_link points; points beyond max_range (horizontal, from the
-        camera) or not finite are dumped."""
+        camera) or not finite are left out."""
         x, y, z = xyz
         g, o = self.geometry, self.projector.origin
         inv = np.float32(1.0 / g.resolution)
@@ -182,7 +183,7 @@ class DepthCostmap:
         with np.errstate(invalid="ignore"):
             bad = ~(dist2 <= np.float32(self.settings.max_range ** 2)) | ~np.isfinite(z)
         col[bad] = np.nan
-        return self.fuser.batch(col, row, np.where(bad, np.float32(0), z), labels)
+        return self.fuser.batch(col, row, z, labels)
 
     def _depth(self, paired: Paired, report: Report) -> np.ndarray | None:
         """Depth at the label pixels (flat float32, NaN = none), or None when unusable."""
