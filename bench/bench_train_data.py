@@ -76,7 +76,7 @@ def run_naive(pairs, n: int) -> float:
 def run_optimised(pairs, n: int) -> float:
     from offroad_training.train.augment import AugmentParams, TrainAugment, sample_seed
 
-    aug = TrainAugment(AugmentParams(height=H, width=W))
+    aug = TrainAugment(AugmentParams(), H, W)
     t = time.perf_counter()
     for i in range(n):
         img, lab = pairs[i % len(pairs)]

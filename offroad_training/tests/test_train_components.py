@@ -23,15 +23,17 @@ from offroad_training.train.config import (  # noqa: E402
 )
 from offroad_training.train.data import EpochBatchSampler  # noqa: E402
 from offroad_training.train.ema import ModelEma  # noqa: E402
-from offroad_training.train.loop import lr_factor  # noqa: E402
 from offroad_training.train.losses import FocalLoss  # noqa: E402
+from offroad_training.train.optim import lr_factor  # noqa: E402
 
 
 def test_defaults_are_the_seed_recipe():
     c = TrainConfig()
-    assert (c.crop_height, c.crop_width, c.scale_min, c.scale_max) == (544, 640, 0.5, 2.0)
-    assert (c.brightness, c.contrast, c.saturation, c.hue, c.erasing_p) == (0.4, 0.4, 0.4,
+    a = c.augment
+    assert (c.crop_height, c.crop_width, a.scale_min, a.scale_max) == (544, 640, 0.5, 2.0)
+    assert (a.brightness, a.contrast, a.saturation, a.hue, a.erasing_p) == (0.4, 0.4, 0.4,
                                                                             0.15, 0.3)
+    assert (a.blur_p, a.shadow_p, a.grayscale_p) == (0.0, 0.0, 0.0)  # the seed has none
     assert c.focal_gamma == 2.0 and c.class_weights == [1, 1, 1, 1, 5.0, 5.0, 1]
     assert (c.lr, c.weight_decay, c.epochs, c.warmup_epochs) == (1e-3, 0.01, 200, 20)
     assert (c.ema_decay, c.grad_clip, c.batch_size, c.eval_every) == (0.9999, 5.0, 8, 5)
@@ -114,6 +116,22 @@ def test_sampler_is_deterministic_per_epoch_and_resumable():
         EpochBatchSampler(2, 3, seed=0)
 
 
+def test_sampler_shares_of_the_global_batch_do_not_depend_on_the_world_size():
+    one = EpochBatchSampler(20, 8, seed=3)
+    one.set_epoch(2, start_batch=1)
+    for world in (2, 4):
+        ranks = [EpochBatchSampler(20, 8, seed=3, rank=r, world_size=world)
+                 for r in range(world)]
+        for r in ranks:
+            r.set_epoch(2, start_batch=1)
+        shares = [list(r) for r in ranks]
+        assert all(len(b) == 8 // world for rank in shares for b in rank)
+        merged = [[item for rank in shares for item in rank[i]] for i in range(len(shares[0]))]
+        assert merged == list(one)
+    with pytest.raises(ValueError, match="not divisible"):
+        EpochBatchSampler(20, 8, seed=0, rank=0, world_size=3)
+
+
 def _files(tmp_path, h=90, w=120):
     rng = np.random.default_rng(0)
     rgb = rng.integers(0, 255, (h, w, 3), dtype=np.uint8)
@@ -127,7 +145,7 @@ def _files(tmp_path, h=90, w=120):
 
 def test_augment_is_a_pure_function_of_the_seed_and_keeps_labels_valid(tmp_path):
     img, lab = _files(tmp_path)
-    aug = TrainAugment(AugmentParams(height=48, width=64))
+    aug = TrainAugment(AugmentParams(), 48, 64)
     a = aug(img, lab, sample_seed(0, 1, 2))
     b = aug(img, lab, sample_seed(0, 1, 2))
     c = aug(img, lab, sample_seed(0, 1, 3))
@@ -142,9 +160,9 @@ def test_augment_is_a_pure_function_of_the_seed_and_keeps_labels_valid(tmp_path)
 
 def test_augment_without_randomness_is_the_eval_resize(tmp_path):
     img, lab = _files(tmp_path)
-    p = AugmentParams(height=45, width=60, scale_min=1.0, scale_max=1.0, hflip_p=0.0,
-                      color_jitter_p=0.0, erasing_p=0.0)
-    _, labels = TrainAugment(p)(img, lab, 0)
+    p = AugmentParams(scale_min=1.0, scale_max=1.0, hflip_p=0.0, color_jitter_p=0.0,
+                      erasing_p=0.0)
+    _, labels = TrainAugment(p, 45, 60)(img, lab, 0)
     expected = cv2.resize(cv2.imread(str(lab), 0), (60, 45), interpolation=cv2.INTER_NEAREST)
     assert (labels == expected).mean() > 0.97
 
@@ -154,7 +172,7 @@ def test_augment_missing_file_is_a_clear_error(tmp_path):
 
     img, _ = _files(tmp_path)
     with pytest.raises(AugmentError, match="labels"):
-        TrainAugment(AugmentParams(height=48, width=64))(img, tmp_path / "nope.png", 0)
+        TrainAugment(AugmentParams(), 48, 64)(img, tmp_path / "nope.png", 0)
 
 
 def test_checkpoint_atomic_roundtrip_and_rng_state(tmp_path):
@@ -169,3 +187,35 @@ def test_checkpoint_atomic_roundtrip_and_rng_state(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["last.pth"]  # no temporary left over
     with pytest.raises(ResumeError, match="nothing to resume"):
         load_checkpoint_dict(tmp_path / "none.pth")
+
+
+def test_domain_gap_augmentations_change_the_image_only(tmp_path):
+    img, lab = _files(tmp_path)
+    still = dict(scale_min=1.0, scale_max=1.0, hflip_p=0.0, color_jitter_p=0.0, erasing_p=0.0)
+    base_rgb, base_labels = TrainAugment(AugmentParams(**still), 48, 64)(img, lab, 3)
+    gray_rgb, gray_labels = TrainAugment(AugmentParams(**still, grayscale_p=1.0), 48, 64)(
+        img, lab, 3)
+    assert np.array_equal(gray_rgb[..., 0], gray_rgb[..., 1])
+    assert np.array_equal(gray_rgb[..., 0], gray_rgb[..., 2])
+    blur_rgb, _ = TrainAugment(AugmentParams(**still, blur_p=1.0, blur_sigma=[2.0, 2.0]),
+                               48, 64)(img, lab, 3)
+    def roughness(x):
+        return float(np.abs(np.diff(x.astype(np.float32), axis=1)).mean())
+
+    assert roughness(blur_rgb) < 0.6 * roughness(base_rgb)  # noise image: blur smooths it
+    shadow_rgb, shadow_labels = TrainAugment(
+        AugmentParams(**still, shadow_p=1.0, shadow_intensity=[0.5, 0.5]), 48, 64)(img, lab, 3)
+    darker = shadow_rgb.astype(np.int32).sum(2) < base_rgb.astype(np.int32).sum(2)
+    assert 0.02 < darker.mean() < 0.9  # a region, not the whole frame
+    ratio = shadow_rgb[darker].astype(np.float32).sum() / base_rgb[darker].astype(
+        np.float32).sum()
+    assert ratio == pytest.approx(0.5, abs=0.05)  # intensity 0.5 halves the brightness
+    assert np.array_equal(gray_labels, base_labels) and np.array_equal(shadow_labels,
+                                                                       base_labels)
+    c = load_config(config_path("seed_full.yaml"))
+    assert (c.augment.blur_p, c.augment.shadow_p, c.augment.grayscale_p) == (0.3, 0.2, 0.05)
+    with pytest.raises(ConfigError, match=r"augment\.shadow_p=1\.5"):
+        load_config(None, ["augment.shadow_p=1.5"])
+    with pytest.raises(ConfigError, match=r"hue now belong\(s\) under augment"):
+        load_config(None, ["hue=0.1"])
+    assert load_config(None, ["augment.hue=0.1", "amp=off"]).augment.hue == 0.1

@@ -104,3 +104,73 @@ def test_resume_refuses_a_changed_recipe(data_root, tmp_path):
         loop.train(_cfg(data_root, tmp_path / "c", "lr=0.1"), resume=True, progress=False)
     with pytest.raises(ResumeError, match="nothing to resume"):
         loop.train(_cfg(data_root, tmp_path / "none"), resume=True, progress=False)
+
+
+def _log_rows(out):
+    with open(Path(out) / "train_log.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _reference_keys():
+    import importlib.util
+
+    path = Path(__file__).with_name("ddrnet_reference_keys.py")
+    spec = importlib.util.spec_from_file_location("ddrnet_reference_keys", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_parameter_groups_follow_warmup_and_cosine_and_resume_restores_them(data_root,
+                                                                             tmp_path):
+    from offroad_training.train.optim import lr_factor
+
+    ref = _reference_keys()
+    weights = tmp_path / "checkpoint.pth.tar"  # the reference training code's layout
+    torch.save(ref.training_checkpoint(ref.random_state(ref.segmentation_shapes(19), seed=3)),
+               weights)
+    extra = (f"pretrained={weights}", "warmup_epochs=1", "min_lr_ratio=0.1")
+    full = loop.train(_cfg(data_root, tmp_path / "a", *extra), progress=False)
+    cfg = load_config(tmp_path / "a" / "config.yaml")
+    assert cfg.backbone_lr_factor == 0.1  # null -> 0.1 because pretrained weights are set
+    steps_per_epoch, total = 16 // 4, full.step
+    rows = _log_rows(tmp_path / "a")
+    assert [int(r["step"]) for r in rows] == list(range(1, total + 1))
+    for i, row in enumerate(rows):  # the lr logged at a step is the one that step used
+        factor = lr_factor(i, steps_per_epoch, total, 0.1)
+        assert float(row["lr"]) == pytest.approx(cfg.lr * factor, rel=1e-9)
+        assert float(row["lr_backbone"]) == pytest.approx(0.1 * cfg.lr * factor, rel=1e-9)
+    assert float(rows[steps_per_epoch - 1]["lr"]) == pytest.approx(cfg.lr)  # warm-up peak
+    assert float(rows[-1]["lr"]) < 0.2 * cfg.lr  # cosine towards min_lr_ratio
+    last = torch.load(tmp_path / "a" / "last.pth", weights_only=True)
+    groups = last["optimizer"]["param_groups"]
+    assert [g["name"] for g in groups] == ["backbone", "head"]
+    assert [g["initial_lr"] for g in groups] == pytest.approx([0.1 * cfg.lr, cfg.lr])
+    report = last["provenance"]["pretrained"]
+    assert report["dropped"] == ["loss.criterion.weight"] and report["head_replaced"]
+    # interrupted mid-warm-up, resumed: both groups continue exactly where they were
+    loop.train(_cfg(data_root, tmp_path / "b", *extra, "max_steps=3"), progress=False)
+    loop.train(_cfg(data_root, tmp_path / "b", *extra), resume=True, progress=False)
+    resumed = _log_rows(tmp_path / "b")
+    assert [(r["lr"], r["lr_backbone"]) for r in resumed] == \
+        [(r["lr"], r["lr_backbone"]) for r in rows]
+    assert _losses(tmp_path / "b") == _losses(tmp_path / "a")
+    with pytest.raises(ResumeError, match="backbone_lr_factor"):
+        loop.train(_cfg(data_root, tmp_path / "b", *extra, "backbone_lr_factor=0.5"),
+                   resume=True, progress=False)
+
+
+def test_two_identical_short_runs_are_bit_identical(data_root, tmp_path):
+    """tiny.yaml: seeds, one thread, deterministic algorithms (issue 12: a failing run can be
+    re-run and studied)."""
+    runs = [loop.train(_cfg(data_root, tmp_path / name, "epochs=2", "eval_every=2"),
+                       progress=False) for name in ("a", "b")]
+    assert runs[0].step == runs[1].step == 8
+    assert load_config(tmp_path / "a" / "config.yaml").deterministic == "on"
+    assert _losses(tmp_path / "a") == _losses(tmp_path / "b")  # repr() of every float
+    a = torch.load(tmp_path / "a" / "last.pth", weights_only=True)
+    b = torch.load(tmp_path / "b" / "last.pth", weights_only=True)
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    assert all(torch.equal(a["ema"]["module"][k], b["ema"]["module"][k])
+               for k in a["ema"]["module"])
+    assert not torch.are_deterministic_algorithms_enabled()  # restored after the run

@@ -1,15 +1,22 @@
-"""Training augmentation: RandomScale + RandomCrop, flip, colour jitter, random erasing.
+"""Training augmentation: RandomScale + RandomCrop, flip, colour jitter, blur, grayscale, shadow,
+random erasing.
 
-Semantics (the seed's recipe, every number a config field):
+Semantics (the seed's recipe plus the camera domain-gap augmentations, every number a field of
+the config's ``augment:`` section, :class:`AugmentParams`):
 
 1. The *base* image is the full frame resized to the model size (crop height x width), exactly
    as evaluation and the robot see it; a scale ``s ~ U(scale_min, scale_max)`` is applied to that
    base and a crop of the model size is taken at a uniform random offset. Where the scaled image
    is smaller than the crop, the crop is padded (image 0, labels 255 = ignore).
 2. Horizontal flip (p = ``hflip_p``), ``ColorJitter(brightness, contrast, saturation, hue)``
-   (p = ``color_jitter_p``) and random erasing (p = ``erasing_p``; the labels under the erased
-   box are kept, as torchvision's RandomErasing does) come from albumentations, which transforms
-   image and mask together.
+   (p = ``color_jitter_p``), Gaussian blur (p = ``blur_p``, sigma uniform in ``blur_sigma``),
+   grayscale (p = ``grayscale_p``), a random shadow (p = ``shadow_p``: a random polygon
+   darkened by a factor ``1 - intensity``, intensity uniform in ``shadow_intensity``) and
+   random erasing (p = ``erasing_p``; the labels under the erased box are kept, as
+   torchvision's RandomErasing does) come from albumentations, which transforms image and mask
+   together. Blur, grayscale and shadow are off by default (the seed's recipe has none); they
+   model the gap between the datasets' cameras and the robot's (defocus and motion blur,
+   washed-out colour, canopy shadows); ``seed_full.yaml`` turns them on and says why.
 
 Decision (throughput): the scale+crop step is a *windowed* resize. The crop window is mapped
 back to source pixels and only that window is resized (one ``cv2.resize`` per image, labels
@@ -26,28 +33,27 @@ augmentation of a sample is a pure function of those three numbers, whatever wor
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from offroad_core.exit_codes import CommandError
 from offroad_core.ontology import IGNORE_INDEX
 
 REDUCED_FLAGS = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2,
                  4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}
 
 
-class AugmentError(ValueError):
+class AugmentError(CommandError, ValueError):
     """An image or label file cannot be read for training."""
 
 
-@dataclass(frozen=True)
+@dataclass
 class AugmentParams:
-    """The augmentation numbers (copied from the training config)."""
+    """The ``augment:`` section of the training config (defaults: the seed's recipe)."""
 
-    height: int = 544
-    width: int = 640
     scale_min: float = 0.5
     scale_max: float = 2.0
     hflip_p: float = 0.5
@@ -56,21 +62,44 @@ class AugmentParams:
     saturation: float = 0.4
     hue: float = 0.15
     color_jitter_p: float = 1.0
+    blur_p: float = 0.0
+    blur_sigma: list[float] = field(default_factory=lambda: [0.5, 2.0])
+    grayscale_p: float = 0.0
+    shadow_p: float = 0.0
+    shadow_intensity: list[float] = field(default_factory=lambda: [0.3, 0.6])
     erasing_p: float = 0.3
-    erasing_scale: tuple[float, float] = (0.02, 0.33)
-    erasing_ratio: tuple[float, float] = (0.3, 3.3)
+    erasing_scale: list[float] = field(default_factory=lambda: [0.02, 0.33])
+    erasing_ratio: list[float] = field(default_factory=lambda: [0.3, 3.3])
+
+    def invalid(self) -> list[str]:
+        """Names of the fields whose values are out of range."""
+        probs = ("hflip_p", "color_jitter_p", "blur_p", "grayscale_p", "shadow_p", "erasing_p")
+        pairs = ("blur_sigma", "shadow_intensity", "erasing_scale", "erasing_ratio")
+        bad = [k for k in probs if not 0.0 <= getattr(self, k) <= 1.0]
+        bad += [k for k in pairs if len(getattr(self, k)) != 2
+                or not 0 <= getattr(self, k)[0] <= getattr(self, k)[1]]
+        if not 0 < self.scale_min <= self.scale_max:
+            bad.append("scale_min")
+        if not 0.0 <= self.shadow_intensity[-1] <= 1.0:
+            bad.append("shadow_intensity")
+        return bad
 
 
 def photometric_pipeline(p: AugmentParams):  # returns albumentations.Compose
-    """Return the albumentations Compose for flip, colour jitter and random erasing."""
+    """Return the albumentations Compose: flip, colour jitter, blur, grayscale, shadow, erasing."""
     import albumentations as A  # noqa: N812 (conventional name)
 
     return A.Compose([
         A.HorizontalFlip(p=p.hflip_p),
         A.ColorJitter(brightness=p.brightness, contrast=p.contrast, saturation=p.saturation,
                       hue=p.hue, p=p.color_jitter_p),
-        A.Erasing(scale=p.erasing_scale, ratio=p.erasing_ratio, fill=0, fill_mask=None,
-                  p=p.erasing_p),
+        A.GaussianBlur(sigma_limit=tuple(p.blur_sigma), blur_limit=0, p=p.blur_p),
+        A.ToGray(num_output_channels=3, p=p.grayscale_p),
+        A.RandomShadow(shadow_roi=(0.0, 0.0, 1.0, 1.0), num_shadows_limit=(1, 2),
+                       shadow_dimension=5, shadow_intensity_range=tuple(p.shadow_intensity),
+                       p=p.shadow_p),
+        A.Erasing(scale=tuple(p.erasing_scale), ratio=tuple(p.erasing_ratio), fill=0,
+                  fill_mask=None, p=p.erasing_p),
     ], seed=0)
 
 
@@ -117,23 +146,24 @@ def _window_resize(src: np.ndarray, win: tuple[float, float, float, float],
 class TrainAugment:
     """Load and augment one training sample from its files (see the module docstring)."""
 
-    def __init__(self, params: AugmentParams) -> None:
+    def __init__(self, params: AugmentParams, height: int, width: int) -> None:
         self.p = params
+        self.height, self.width = height, width
         self.photometric = photometric_pipeline(params)
 
     def __call__(self, image_path: Path, label_path: Path,
                  seed: int) -> tuple[np.ndarray, np.ndarray]:
         """Return ``(rgb uint8 (H, W, 3), labels uint8 (H, W))`` at the crop size."""
-        p = self.p
+        p, height, width = self.p, self.height, self.width
         rng = np.random.default_rng(seed)
         s = float(rng.uniform(p.scale_min, p.scale_max))
-        sh, sw = p.height * s, p.width * s  # scaled base size
-        oy = float(rng.uniform(0.0, sh - p.height)) if sh > p.height else (sh - p.height) / 2
-        ox = float(rng.uniform(0.0, sw - p.width)) if sw > p.width else (sw - p.width) / 2
+        sh, sw = height * s, width * s  # scaled base size
+        oy = float(rng.uniform(0.0, sh - height)) if sh > height else (sh - height) / 2
+        ox = float(rng.uniform(0.0, sw - width)) if sw > width else (sw - width) / 2
         labels = _read_labels(label_path)  # full size: gives the source size before decoding
         src_h, src_w = labels.shape
         fy, fx = src_h / sh, src_w / sw  # source pixels per scaled-base pixel
-        win = (ox * fx, oy * fy, (ox + p.width) * fx, (oy + p.height) * fy)
+        win = (ox * fx, oy * fy, (ox + width) * fx, (oy + height) * fy)
         reduce = 1
         for r in (8, 4, 2):  # decode smaller when the window still has >= 1 px per output px
             if min(fx, fy) / r >= 1.0:
@@ -147,8 +177,8 @@ class TrainAugment:
                                f"{rgb.shape[0] * reduce}) and labels {label_path} "
                                f"({src_w}x{src_h}) differ in size")
         rwin = (win[0] * rx, win[1] * ry, win[2] * rx, win[3] * ry)
-        img = _window_resize(rgb, rwin, (p.height, p.width), cv2.INTER_LINEAR, 0)
-        lab = _window_resize(labels, win, (p.height, p.width), cv2.INTER_NEAREST, IGNORE_INDEX)
+        img = _window_resize(rgb, rwin, (height, width), cv2.INTER_LINEAR, 0)
+        lab = _window_resize(labels, win, (height, width), cv2.INTER_NEAREST, IGNORE_INDEX)
         self.photometric.set_random_seed(int(rng.integers(0, 2**31 - 1)))
         out = self.photometric(image=img, mask=lab)
         return out["image"], out["mask"]

@@ -60,8 +60,9 @@ def run_train(args: argparse.Namespace) -> int:
     except (ConfigError, ResumeError) as exc:
         print(f"offroad train: {exc}", file=sys.stderr)
         return 2
-    print(f"step {result.step}, epoch {result.epoch}, best mIoU {result.best_miou:.4f}; "
-          f"checkpoints in {result.out_dir}")
+    if result.is_main:
+        print(f"step {result.step}, epoch {result.epoch}, best mIoU {result.best_miou:.4f}; "
+              f"checkpoints in {result.out_dir}")
     if result.interrupted:
         return 130 if result.interrupted == "SIGINT" else 143
     return 0
@@ -97,7 +98,7 @@ def run_eval(args: argparse.Namespace) -> int:
         import torch
 
         from offroad_training.model.checkpoint import CheckpointError, load_checkpoint
-        from offroad_training.train.loop import torch_predictor
+        from offroad_training.train.evaluation import torch_predictor
 
         if args.threads:
             torch.set_num_threads(args.threads)

@@ -3,7 +3,9 @@
 The data order is deterministic: :class:`EpochBatchSampler` permutes the indices with a
 generator seeded by ``(seed, epoch)`` and hands every sample its own augmentation seed, so the
 batches of an epoch (and their augmentations) are the same for any number of workers and can be
-resumed mid-epoch by skipping the batches already consumed.
+resumed mid-epoch by skipping the batches already consumed. In a torchrun job every rank takes
+its contiguous share of each *global* batch, so the samples and their order do not depend on
+the number of processes either.
 """
 
 from __future__ import annotations
@@ -26,10 +28,11 @@ class SegmentationTrainSet(Dataset):
     happens there (:func:`normalise`).
     """
 
-    def __init__(self, dataset: Any, params: AugmentParams) -> None:
+    def __init__(self, dataset: Any, params: AugmentParams, height: int, width: int) -> None:
         self.dataset = dataset
         self.ids = list(dataset.ids)
         self.params = params
+        self.size = (height, width)
         self.augment: TrainAugment | None = None  # built lazily in each worker
 
     def __len__(self) -> int:
@@ -39,7 +42,7 @@ class SegmentationTrainSet(Dataset):
         """Load and augment sample ``key[0]`` with seed ``key[1]``."""
         index, seed = key
         if self.augment is None:
-            self.augment = TrainAugment(self.params)
+            self.augment = TrainAugment(self.params, *self.size)
         item = self.ids[index]
         rgb, labels = self.augment(Path(self.dataset.image_path(item)),
                                    Path(self.dataset.label_path(item)), seed)
@@ -48,15 +51,25 @@ class SegmentationTrainSet(Dataset):
 
 
 class EpochBatchSampler(Sampler[list[tuple[int, int]]]):
-    """Batches of ``(index, augmentation seed)`` in a seeded per-epoch order (drop_last)."""
+    """Batches of ``(index, augmentation seed)`` in a seeded per-epoch order (drop_last).
 
-    def __init__(self, size: int, batch_size: int, seed: int) -> None:
+    ``batch_size`` is the global batch; with ``world_size > 1`` each yielded batch is rank
+    ``rank``'s contiguous ``batch_size / world_size`` share of it.
+    """
+
+    def __init__(self, size: int, batch_size: int, seed: int, rank: int = 0,
+                 world_size: int = 1) -> None:
         if size < batch_size:
             raise ValueError(f"the training split has {size} images, fewer than one batch "
                              f"({batch_size}); lower batch_size or add data")
+        if batch_size % world_size:
+            raise ValueError(f"batch_size {batch_size} (the global batch) is not divisible by "
+                             f"the {world_size} processes")
         self.size = size
         self.batch_size = batch_size
         self.seed = seed
+        self.share = batch_size // world_size
+        self.offset = rank * self.share
         self.epoch = 0
         self.start_batch = 0
 
@@ -75,7 +88,8 @@ class EpochBatchSampler(Sampler[list[tuple[int, int]]]):
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
         order = np.random.default_rng([self.seed, self.epoch]).permutation(self.size)
         for b in range(self.start_batch, self.batches_per_epoch()):
-            idx = order[b * self.batch_size:(b + 1) * self.batch_size]
+            start = b * self.batch_size + self.offset
+            idx = order[start:start + self.share]
             yield [(int(i), sample_seed(self.seed, self.epoch, int(i))) for i in idx]
 
 

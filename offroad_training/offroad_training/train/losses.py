@@ -25,6 +25,13 @@ class FocalLoss(nn.Module):
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Return the scalar loss for logits (N, C, h, w) and targets (N, H, W) int64."""
+        total, count = self.sum_and_count(logits, target)
+        return total / count.clamp(min=1)
+
+    def sum_and_count(self, logits: torch.Tensor,
+                      target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The loss summed over the scored pixels, and their number (for a mean over the
+        global batch of a multi-process run)."""
         if logits.shape[-2:] != target.shape[-2:]:
             logits = F.interpolate(logits, size=target.shape[-2:], mode="bilinear",
                                    align_corners=False)
@@ -36,4 +43,4 @@ class FocalLoss(nn.Module):
         if self.weight is not None:
             loss = loss * self.weight[t]
         loss = loss * valid
-        return loss.sum() / valid.sum().clamp(min=1)
+        return loss.sum(), valid.sum()
