@@ -22,7 +22,6 @@ import numpy as np
 
 from offroad_core.camera import CameraIntrinsics
 from offroad_core.contract import ModelContract
-from offroad_core.costmap import params as costmap_params
 from offroad_core.costmap.grid import grid_picture
 from offroad_core.costmap.pipeline import CostmapPipeline, GridFrame, InputError, ModelInfo
 from offroad_core.exit_codes import EXIT_BAD_INPUT, EXIT_OK, CommandError
@@ -35,15 +34,13 @@ from offroad_core.stamps import stamp_seconds
 from offroad_replay.bag_frames import BagFrames, Frame, Topics, decode_frame
 from offroad_replay.bag_replay import BagError
 from offroad_replay.eval_report import build_report, frame_row, frames_csv, summary_text
-from offroad_replay.node_params import apply_overrides, read_sections
+from offroad_replay.node_params import apply_overrides, offline_costmap_config, read_sections
 from offroad_replay.outputs import RunOutputs
 from offroad_replay.scoring import GridScorer, LabelScorer
 
 log = logging.getLogger(__name__)
 
 STAGES = ("decode", "preprocess", "inference", "postprocess", "costmap")
-# Live plumbing that has no meaning for per-frame grids scored against a base_link class map.
-OFFLINE_COSTMAP = {"use_odom": False, "output_frame": "base_link", "fusion": "off"}
 
 
 @dataclass
@@ -69,18 +66,6 @@ def model_info(contract: ModelContract) -> ModelInfo:
     return ModelInfo(tuple(range(contract.num_classes)), tuple(contract.class_names),
                      tuple(contract.class_categories), int(contract.ignore_index),
                      int(contract.height), int(contract.width))
-
-
-def offline_costmap_config(values: dict[str, Any]) -> tuple[costmap_params.CostmapConfig,
-                                                            str | None]:
-    """The costmap node's validation, then per-frame grids in ``base_link`` (no odometry);
-    also a note when that changed the file's setting."""
-    config = costmap_params.validate(values)
-    note = None
-    if config.use_odom or config.output_frame != "base_link":
-        note = (f"use_odom {config.use_odom} / output_frame {config.output_frame} not replayed "
-                "offline: every frame is scored as its own grid in base_link (no fusion)")
-    return costmap_params.validate({**config.values, **OFFLINE_COSTMAP}), note
 
 
 class BagEvaluator:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from offroad_core.costmap import params as costmap_params
 from offroad_core.costmap.params import PARAMETERS as COSTMAP_PARAMETERS
 from offroad_core.params import ConfigError, load_params_file
 from offroad_core.segmentation.params import PARAMETERS as SEGMENTATION_PARAMETERS
@@ -16,6 +17,8 @@ SEGMENTATION_NODE = "offroad_segmentation"
 COSTMAP_NODE = "offroad_costmap"
 NODES = {SEGMENTATION_NODE: {s.name for s in SEGMENTATION_PARAMETERS},
          COSTMAP_NODE: {s.name for s in COSTMAP_PARAMETERS}}
+# Live plumbing that has no meaning for per-frame grids scored against a base_link class map.
+OFFLINE_COSTMAP = {"use_odom": False, "output_frame": "base_link", "fusion": "off"}
 
 
 def read_sections(path: str | Path | None) -> tuple[dict[str, dict[str, Any]], list[str]]:
@@ -63,3 +66,15 @@ def apply_overrides(values: dict[str, dict[str, Any]], items: list[str]) -> None
             values[node][name] = yaml.safe_load(text)
         except yaml.YAMLError as exc:
             raise ConfigError(f"--set {item!r}: not a YAML value ({exc})") from None
+
+
+def offline_costmap_config(values: dict[str, Any]) -> tuple[costmap_params.CostmapConfig,
+                                                            str | None]:
+    """The costmap node's validation, then per-frame grids in ``base_link`` (no odometry);
+    also a note when that changed the file's setting."""
+    config = costmap_params.validate(values)
+    note = None
+    if config.use_odom or config.output_frame != "base_link":
+        note = (f"use_odom {config.use_odom} / output_frame {config.output_frame} not replayed "
+                "offline: every frame is scored as its own grid in base_link (no fusion)")
+    return costmap_params.validate({**config.values, **OFFLINE_COSTMAP}), note

@@ -25,8 +25,8 @@ from offroad_core.params import load_params_file
 from offroad_core.segmentation import params as segmentation_params
 from offroad_core.testing import build_tiny_model
 from offroad_replay.bag_replay import BagError
-from offroad_replay.evaluate_bag import BagEvaluator, EvalOptions, offline_costmap_config
-from offroad_replay.node_params import read_sections
+from offroad_replay.evaluate_bag import BagEvaluator, EvalOptions
+from offroad_replay.node_params import offline_costmap_config, read_sections
 from offroad_training import cli
 
 TS = get_typestore(Stores.ROS2_JAZZY)

@@ -5,15 +5,13 @@ fallback disabled) and ``costmap_node`` as separate processes with the shipped r
 parameters (``launch/config/replay.yaml``, the same file ``offroad_replay.launch.py`` uses),
 records their outputs with an rclpy subscriber in this process, plays the bag with
 ``offroad replay`` (``/clock`` on, rate 1.0) and scores what was recorded against the bag's
-ground truth:
+ground truth with :mod:`offroad_replay.scoring` (as ``offroad evaluate-bag``):
 
-* labels: mIoU by :class:`offroad_replay.scoring.LabelScorer` (as ``offroad evaluate-bag``)
-  over the pixels the node did not gate as uncertain (``confidence_threshold``; their share is
-  ``label_coverage``), one label image per input frame or a counted drop;
-* costmap: agreement with ``/ground_truth/class_map`` by the same
-  :class:`offroad_replay.scoring.GridScorer` (cells known in both; unsafe = ground truth
-  BLOCKED/HAZARD, ours FREE), with the costmap's own label table for the classes, names and
-  categories the node published in ``SegmentationInfo``;
+* labels: mIoU over the pixels the node did not gate as uncertain (``confidence_threshold``;
+  their share is ``label_coverage``), one label image per input frame or a counted drop;
+* costmap: agreement with ``/ground_truth/class_map`` (cells known in both; unsafe = ground
+  truth BLOCKED/HAZARD, ours FREE), with the costmap's own label table for the classes, names
+  and categories the node published in ``SegmentationInfo``;
 * stage latencies and frame age from ``SegmentationStats`` (wall time on the x86 HTP emulator:
   not the robot's latency), as percentiles and per frame (``per_frame``, for the report's plots).
 
@@ -44,9 +42,8 @@ LATENCY_FIELDS = {"preprocess": "preprocess_ms", "inference": "inference_ms",
 # The x86 HTP emulator needs 1-5 s per frame (the robot's HTP: milliseconds), so labels reach the
 # costmap seconds after their image; the replay config's 2 s would reject most of them as stale.
 EMULATION_STALE_TIMEOUT = 8.0
-# The replay waits for the segmentation node's image subscription, but the costmap's /clock
-# subscription is matched on its own: until it is, the costmap's sim time is 0 and it refuses
-# labels as stamped in the future (seen 1.1 s after the replay started on a loaded machine).
+# Until the costmap's own /clock subscription is matched its sim time is 0 and it refuses labels
+# as stamped in the future (seen 1.1 s after the replay started, on a loaded machine).
 CLOCK_DELAY_S = 3.0
 
 
@@ -165,8 +162,7 @@ def _read_ground_truth(bag: Path) -> dict[int, Any]:
 
 
 def _costmap_table(info: Any) -> tuple[Any, np.ndarray]:
-    """The costmap node's label table for the published SegmentationInfo (its own road:
-    the replay parameters' category overrides over the model's categories) and level values."""
+    """The costmap node's label table for the published SegmentationInfo, and level values."""
     from offroad_core.costmap.params import validate
     from offroad_core.costmap.pipeline import CostmapPipeline
     from offroad_core.params import load_params_file
