@@ -203,6 +203,9 @@ class CostmapPipeline:
         """Refuse frames too old (``stale``) or stamped in the future (``future_stamp``)."""
         c = self.config
         age = now - stamp
+        if now == 0.0 and -age > c.future_tolerance:
+            raise InputError("no_clock", "the node's clock reads 0 (use_sim_time is set and no "
+                             "/clock has arrived yet): labels wait for the clock")
         if age > c.stale_timeout:
             raise InputError("stale", f"labels are {age:.3f} s old (stale_timeout "
                              f"{c.stale_timeout} s)")
