@@ -61,7 +61,8 @@ def run_train(args: argparse.Namespace) -> int:
         print(f"offroad train: {exc}", file=sys.stderr)
         return 2
     if result.is_main:
-        print(f"step {result.step}, epoch {result.epoch}, best mIoU {result.best_miou:.4f}; "
+        best = f"{result.best_miou:.4f}" if result.best_miou >= 0 else "not evaluated yet"
+        print(f"step {result.step}, epoch {result.epoch}, best mIoU {best}; "
               f"checkpoints in {result.out_dir}")
     if result.interrupted:
         return 130 if result.interrupted == "SIGINT" else 143
