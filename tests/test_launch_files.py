@@ -1,16 +1,21 @@
-"""Launch files and their parameter files (issue 8).
+"""Launch files and their parameter files (issues 8 and 18), tested without ``launch``.
 
-``launch``/``launch_ros`` are not installable here, so each launch file is parsed with ``ast``:
-every package/executable it starts exists in install/, every file it references exists, every
-launch argument has a description and every LaunchConfiguration it reads is declared. Then each
-node is started with every shipped params file (``--ros-args --params-file F``) and its
-parameter services are asked for every value in its section: a name the node did not declare
-is reported (rclpy would silently ignore it), a value must equal the file's, and the node must
-still run a few seconds later (a rejected value exits with status 2).
+``launch``/``launch_ros`` are not installable here, so each launch file is evaluated by
+``tests/launch_standin.py`` (the real file and ament index, stand-ins for the launch classes;
+its docstring says what is real): ``--show-args`` lists only arguments whose shown default is
+the value the nodes get (the replay forces ``use_sim_time``/``lifecycle`` and does not offer
+them), every argument reaches the node it configures, bad values are refused, the replay ends
+the launch when it exits. Then the rendered command lines are started: the replay launch runs
+a bag to its end and stops cleanly, and every message of the nodes is one ROS log line (the
+provider ``auto`` fallback warning and the projection-tables line once each). Each node is
+also started with every shipped params file and asked for every value in its section: a name
+the node did not declare is reported (rclpy would silently ignore it), a value must equal the
+file's, and the node must still run a few seconds later (a rejected value exits 2).
 """
 
-import ast
+import re
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -20,10 +25,14 @@ import yaml
 from offroad_core.costmap.params import PARAMETERS as COSTMAP_PARAMETERS
 from offroad_core.segmentation.params import PARAMETERS as SEG_PARAMETERS
 
+sys.path.insert(0, str(Path(__file__).parent))
+import launch_standin as standin
+
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCH = ROOT / "launch"
 INSTALL = ROOT / "install"
-LAUNCH_FILES = sorted(LAUNCH.glob("*.launch.py"))
+SHARE = INSTALL / "offroad_bringup/share/offroad_bringup"
+PERCEPTION, REPLAY = LAUNCH / "offroad_perception.launch.py", LAUNCH / "offroad_replay.launch.py"
 PARAMS_FILES = sorted(p for p in (LAUNCH / "config").glob("*.yaml")  # the nodes' files
                       if not p.name.startswith("nav2_"))
 NODES = {  # node name -> (package, executable, declared parameter names)
@@ -35,29 +44,11 @@ SHIPPED = {  # node -> every params file that configures it
     "offroad_segmentation": [*PARAMS_FILES, ROOT / "offroad_seg_node/config/segmentation.yaml"],
     "offroad_costmap": [*PARAMS_FILES, ROOT / "offroad_costmap/config/costmap.yaml"],
 }
-PERCEPTION_ARGS = {"model", "provider", "image_topic", "camera_info_topic", "use_sim_time",
-                   "namespace", "params_file", "lifecycle"}
-
-
-def _calls(tree: ast.AST, name: str) -> list[ast.Call]:
-    return [n for n in ast.walk(tree) if isinstance(n, ast.Call)
-            and (getattr(n.func, "id", None) == name or getattr(n.func, "attr", None) == name)]
-
-
-def _kw(call: ast.Call, name: str):
-    for kw in call.keywords:
-        if kw.arg == name:
-            return kw.value
-    return None
-
-
-def _declared(tree: ast.AST) -> dict[str, str]:
-    out = {}
-    for call in _calls(tree, "DeclareLaunchArgument"):
-        name = ast.literal_eval(call.args[0])
-        desc = _kw(call, "description")
-        out[name] = ast.literal_eval(desc) if desc is not None else ""
-    return out
+PERCEPTION_ARGS = ["model", "provider", "image_topic", "camera_info_topic", "use_sim_time",
+                   "namespace", "params_file", "lifecycle", "log_level"]
+REPLAY_ARGS = ["bag", "model", "provider", "image_topic", "camera_info_topic", "params_file",
+               "namespace", "log_level", "rate", "loop", "start_offset", "exit_on_end"]
+ROS_LOG_LINE = re.compile(r"\[(DEBUG|INFO|WARN|ERROR|FATAL)\] \[\d+\.\d+\] \[[\w./]+\]: ")
 
 
 def _section(path: Path, node: str) -> dict:
@@ -68,63 +59,26 @@ def _section(path: Path, node: str) -> dict:
     return {}
 
 
-# ----------------------------------------------------------------------------- static checks
-def test_launch_and_params_files_exist():
-    assert {p.name for p in LAUNCH_FILES} == {"offroad_perception.launch.py",
-                                              "offroad_replay.launch.py"}
+def _nodes(evaluation: dict) -> dict:
+    assert "error" not in evaluation, evaluation["error"]
+    return {n["name"]: n for n in evaluation["nodes"]}
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    from offroad_core.testing import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("model") / "tiny.onnx", confidence=True)
+
+
+# ----------------------------------------------------------------------------- files
+def test_launch_and_params_files_exist_and_are_installed():
+    assert {p.name for p in LAUNCH.glob("*.launch.py")} == {PERCEPTION.name, REPLAY.name}
     assert {p.name for p in PARAMS_FILES} >= {"robot.yaml", "replay.yaml"}
-
-
-@pytest.mark.parametrize("path", LAUNCH_FILES, ids=lambda p: p.name)
-def test_launch_file_names_only_what_exists(path):
-    tree = ast.parse(path.read_text(), filename=str(path))
-    nodes = _calls(tree, "Node")
-    assert nodes, "a launch file starts at least one node"
-    for call in nodes:
-        package = ast.literal_eval(_kw(call, "package"))
-        executable = ast.literal_eval(_kw(call, "executable"))
-        exe = INSTALL / package / "lib" / package / executable
-        assert exe.is_file(), f"{path.name}: {package}/{executable} is not installed ({exe})"
-        name = _kw(call, "name")
-        if name is not None and ast.literal_eval(name) in NODES:
-            assert NODES[ast.literal_eval(name)][:2] == (package, executable)
-        params = _kw(call, "parameters")
-        for item in getattr(params, "elts", []):
-            if isinstance(item, ast.Dict):
-                keys = {ast.literal_eval(k) for k in item.keys}
-                declared = NODES[ast.literal_eval(name)][2] | {"use_sim_time"}
-                assert keys <= declared, f"{path.name}: undeclared {keys - declared}"
-    for const in (n.value for n in ast.walk(tree) if isinstance(n, ast.Constant)):
-        if isinstance(const, str) and const.endswith(".yaml"):
-            assert (LAUNCH / "config" / const).is_file(), f"{path.name}: missing {const}"
-        if isinstance(const, str) and const.endswith(".launch.py"):
-            assert (LAUNCH / const).is_file(), f"{path.name}: missing {const}"
-    # installed with offroad_costmap (ros2 launch offroad_bringup <file>)
-    installed = INSTALL / "offroad_bringup/share/offroad_bringup/launch" / path.name
-    assert installed.is_file() and installed.read_text() == path.read_text()
-
-
-@pytest.mark.parametrize("path", LAUNCH_FILES, ids=lambda p: p.name)
-def test_launch_arguments_are_described_and_declared(path):
-    tree = ast.parse(path.read_text())
-    declared = _declared(tree)
-    for name, description in declared.items():
-        assert len(description) > 15, f"{path.name}: argument {name!r} needs a description"
-    used = {ast.literal_eval(c.args[0]) for c in _calls(tree, "LaunchConfiguration")}
-    assert used <= set(declared), f"{path.name}: undeclared {used - set(declared)}"
-    if path.name == "offroad_perception.launch.py":
-        assert set(declared) >= PERCEPTION_ARGS
-    for include in _calls(tree, "IncludeLaunchDescription"):
-        args = _kw(include, "launch_arguments")
-        keys = {ast.literal_eval(k) for k in args.func.value.keys}
-        target = ast.parse((LAUNCH / "offroad_perception.launch.py").read_text())
-        assert keys <= set(_declared(target)), f"{path.name}: passes unknown {keys}"
-
-
-def test_installed_params_files():
-    share = INSTALL / "offroad_bringup/share/offroad_bringup/config"
+    for path in (PERCEPTION, REPLAY):  # ros2 launch offroad_bringup <file>
+        assert (SHARE / "launch" / path.name).read_text() == path.read_text()
     for path in PARAMS_FILES:
-        assert (share / path.name).read_text() == path.read_text()
+        assert (SHARE / "config" / path.name).read_text() == path.read_text()
 
 
 @pytest.mark.parametrize("node", sorted(NODES))
@@ -137,51 +91,90 @@ def test_params_files_name_only_declared_parameters(node):
                                          f"{sorted(set(section) - declared)}"
 
 
+# ----------------------------------------------------------------------------- evaluated
+def test_show_args_offers_exactly_what_can_be_changed():
+    perception = standin.evaluate_file(PERCEPTION, {"model": "m.onnx"})["arguments"]
+    replay = standin.evaluate_file(REPLAY, {"model": "m.onnx", "bag": "b"})["arguments"]
+    assert list(perception) == PERCEPTION_ARGS
+    assert list(replay) == REPLAY_ARGS  # no use_sim_time, no lifecycle: the replay forces them
+    for shown in (perception, replay):
+        for name, arg in shown.items():
+            assert len(arg["description"]) > 15, f"argument {name!r} needs a description"
+            if arg["choices"]:
+                assert arg["default"] in arg["choices"], name
+    assert perception["model"]["default"] is None and replay["bag"]["default"] is None
+    assert replay["exit_on_end"]["default"] == "true"
+    # default configuration paths: the installed share directory, found by the ament index
+    assert perception["params_file"]["default"] == str(SHARE / "config/robot.yaml")
+    assert replay["params_file"]["default"] == str(SHARE / "config/replay.yaml")
+
+
+@pytest.mark.parametrize("path", [PERCEPTION, REPLAY], ids=lambda p: p.name)
+def test_shown_defaults_are_the_values_the_nodes_get(path):
+    required = {"model": "/models/m.onnx", "bag": "/bags/b"}
+    evaluation = standin.evaluate_file(path, required)
+    shown = evaluation["arguments"]
+    nodes = _nodes(evaluation)
+    seg, costmap = nodes["offroad_segmentation"], nodes["offroad_costmap"]
+    replay = path == REPLAY
+    for node in (seg, costmap):
+        assert Path(node["cmd"][0]).is_file(), node["cmd"][0]  # installed executable
+        assert node["params_files"] == [shown["params_file"]["default"]]
+        assert node["overrides"]["use_sim_time"] is replay  # forced true by the replay
+        assert node["cmd"][node["cmd"].index("--log-level") + 1] == shown["log_level"]["default"]
+        assert not node["warnings"]
+    assert seg["overrides"] == {
+        "model_path": "/models/m.onnx", "provider": shown["provider"]["default"],
+        "image_topic": shown["image_topic"]["default"],
+        "camera_info_topic": shown["camera_info_topic"]["default"],
+        "lifecycle": False, "use_sim_time": replay}
+    assert seg["namespace"] == costmap["namespace"] == "/"
+    if replay:  # and the params file agrees with what the replay forces
+        section = _section(Path(shown["params_file"]["default"]), "offroad_segmentation")
+        assert section["use_sim_time"] is True and section["lifecycle"] is False
+        bag = nodes["offroad_bag_replay"]
+        assert bag["cmd"][1:8] == ["/bags/b", "--rate", "1.0", "--start-offset", "0.0",
+                                   "--wait-for", "/camera/image_raw"]
+        assert "--loop" not in bag["cmd"]
+        assert evaluation["on_exit"] == [{"target": "/offroad_bag_replay", "actions": [
+            {"type": "Shutdown", "reason": "the bag replay ended (exit_on_end)"}]}]
+    else:
+        assert evaluation["on_exit"] == []
+
+
+def test_every_argument_reaches_its_node(tmp_path):
+    other = str(SHARE / "config/replay.yaml")
+    given = {"model": "/m.onnx", "provider": "cpu", "image_topic": "/cam/img",
+             "camera_info_topic": "/cam/info", "use_sim_time": "true", "namespace": "robot",
+             "params_file": other, "lifecycle": "true", "log_level": "warn"}
+    nodes = _nodes(standin.evaluate_file(PERCEPTION, given))
+    seg, costmap = nodes["offroad_segmentation"], nodes["offroad_costmap"]
+    assert seg["overrides"] == {"model_path": "/m.onnx", "provider": "cpu",
+                                "image_topic": "/cam/img", "camera_info_topic": "/cam/info",
+                                "lifecycle": True, "use_sim_time": True}
+    for node in (seg, costmap):
+        assert node["fqn"] == f"/robot/{node['name']}" and node["params_files"] == [other]
+        assert node["cmd"][node["cmd"].index("--log-level") + 1] == "warn"
+    replay = standin.evaluate_file(REPLAY, {"model": "/m.onnx", "bag": "/b", "rate": "2.5",
+                                            "loop": "true", "start_offset": "1.5",
+                                            "image_topic": "/cam/img", "exit_on_end": "false"})
+    bag = _nodes(replay)["offroad_bag_replay"]["cmd"]
+    assert bag[1:8] == ["/b", "--rate", "2.5", "--start-offset", "1.5", "--wait-for",
+                        "/cam/img"] and "--loop" in bag
+    assert replay["on_exit"] == []  # exit_on_end:=false: the nodes outlive the bag
+
+
+@pytest.mark.parametrize(("path", "given", "needle"), [
+    (PERCEPTION, {}, 'Required launch argument "model" was not provided'),
+    (PERCEPTION, {"model": "m", "provider": "gpu"}, 'Argument "provider" provided value "gpu"'),
+    (REPLAY, {"model": "m"}, 'Required launch argument "bag" was not provided'),
+    (REPLAY, {"model": "m", "bag": "b", "exit_on_end": "yes"}, 'Argument "exit_on_end"'),
+])
+def test_bad_arguments_are_refused(path, given, needle):
+    assert needle in standin.evaluate_file(path, given).get("error", ""), given
+
+
 # ----------------------------------------------------------------------------- nodes over DDS
-def _value(pv):
-    return {1: pv.bool_value, 2: pv.integer_value, 3: pv.double_value,
-            4: pv.string_value}.get(pv.type)
-
-
-def _probe(fqn: str, names: list[str], proc: subprocess.Popen, timeout: float = 60.0) -> dict:
-    """Ask a running node for ``names``; returns {name: value or missing}."""
-    import rclpy
-    from rcl_interfaces.srv import GetParameters, ListParameters
-    from rclpy.executors import SingleThreadedExecutor
-
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx)
-    probe = rclpy.create_node("launch_test_probe", context=ctx)
-    executor = SingleThreadedExecutor(context=ctx)
-    executor.add_node(probe)
-    try:
-        lister = probe.create_client(ListParameters, f"{fqn}/list_parameters")
-        getter = probe.create_client(GetParameters, f"{fqn}/get_parameters")
-        deadline = time.monotonic() + timeout
-        while not (lister.service_is_ready() and getter.service_is_ready()):
-            assert proc.poll() is None, f"{fqn} exited with {proc.returncode}: " \
-                                        f"{proc.communicate()[1][-2000:]}"
-            assert time.monotonic() < deadline, f"{fqn}: no parameter services"
-            time.sleep(0.1)
-
-        def call(client, request):
-            future = client.call_async(request)
-            executor.spin_until_future_complete(future, timeout_sec=20.0)
-            assert future.done(), f"{fqn}: parameter service did not answer"
-            return future.result()
-
-        listed = set(call(lister, ListParameters.Request()).result.names)
-        known = [n for n in names if n in listed]
-        values = call(getter, GetParameters.Request(names=known)).values
-        got = dict.fromkeys(names, "<undeclared>")
-        got.update({n: _value(v) for n, v in zip(known, values, strict=True)})
-        return got
-    finally:
-        executor.shutdown()
-        probe.destroy_node()
-        rclpy.shutdown(context=ctx)
-
-
 def _start(node: str, params: Path, model: Path, namespace: str = "") -> subprocess.Popen:
     package, executable, _ = NODES[node]
     cmd = [str(INSTALL / package / "lib" / package / executable), "--ros-args",
@@ -198,20 +191,13 @@ def _check_running_node(node, params, proc, fqn):
     section = _section(params, node)
     expected = {k: v for k, v in section.items()
                 if not (node == "offroad_segmentation" and k in ("model_path", "provider"))}
-    got = _probe(fqn, sorted(expected), proc)
+    got = standin.probe_parameters(fqn, sorted(expected), proc)
     for name, value in expected.items():
         want = float(value) if isinstance(value, float) else value
         assert got[name] == want, f"{params.name}: {fqn} {name} = {got[name]!r}, file {value!r}"
     time.sleep(1.0)
     assert proc.poll() is None, f"{fqn} with {params} exited {proc.returncode}: " \
                                 f"{proc.communicate()[1][-2000:]}"
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    from offroad_core.testing import build_tiny_model
-
-    return build_tiny_model(tmp_path_factory.mktemp("model") / "tiny.onnx", confidence=True)
 
 
 def _wildcard(path: Path, node: str) -> bool:
@@ -247,3 +233,60 @@ def test_a_misspelt_parameter_refuses_to_start(tmp_path, tiny_model, node):
     assert proc.returncode == 2, err
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1 and "unknown parameter(s) resolutoin" in lines[0], err
+    assert lines[0].startswith("[FATAL] ") and ROS_LOG_LINE.match(lines[0]), err
+
+
+@pytest.mark.ros
+def test_replay_launch_runs_a_bag_to_its_end_and_every_line_is_logged_once(tmp_path,
+                                                                            tiny_model):
+    from test_shutdown import write_bag
+
+    # 5 s: the costmap refuses labels until its /clock subscription has matched (the replay
+    # waits for the segmentation node only), on a loaded machine up to a few seconds
+    bag = write_bag(tmp_path / "bag", frames=100, rate_hz=20.0)
+    evaluation = standin.evaluate_file(REPLAY, {"bag": str(bag), "model": str(tiny_model),
+                                                "namespace": "replay_launch_test"})
+    nodes = _nodes(evaluation)
+    assert evaluation["configurations"]["provider"] == "auto"  # the replay's default
+    names = ["offroad_segmentation", "offroad_costmap", "offroad_bag_replay"]
+    procs = [standin.start(nodes[name]) for name in names]
+    try:
+        # the bag ends by itself: the replay waits for the model, plays 5 s, lingers 2 s
+        assert procs[2].wait(timeout=120) == 0, procs[2].communicate()[0]
+        assert evaluation["on_exit"][0]["target"] == nodes["offroad_bag_replay"]["fqn"]
+        assert all(p.poll() is None for p in procs[:2]), "a perception node died early"
+    finally:
+        outputs = dict(zip(names, standin.shut_down(procs), strict=True))  # launch's Shutdown
+    assert [p.returncode for p in procs] == [0, 0, 0], outputs
+    assert "replay finished" in outputs["offroad_bag_replay"]
+    assert "/camera/image_raw: 100" in outputs["offroad_bag_replay"]
+    for name in names[:2]:
+        stray = [line for line in outputs[name].splitlines() if not ROS_LOG_LINE.match(line)]
+        assert not stray, f"{name} printed outside the ROS logger:\n{outputs[name]}"
+    seg = outputs["offroad_segmentation"].splitlines()
+    auto = [line for line in seg if "provider 'auto'" in line]
+    assert len(auto) == 1 and auto[0].startswith("[WARN] "), seg  # once, through the logger
+    tables = [line for line in outputs["offroad_costmap"].splitlines()
+              if "projection tables for" in line]
+    assert len(tables) == 1, outputs["offroad_costmap"]
+    assert "projection tables for 80x64 labels" in tables[0]  # the tiny model's labels
+
+
+@pytest.mark.ros
+def test_log_level_applies_to_every_line(tiny_model):
+    # provider auto on a machine without an HTP: the fallback warning is the only line at
+    # log_level warn, and nothing at all is printed at log_level error
+    for level, expected in (("warn", 1), ("error", 0)):
+        evaluation = standin.evaluate_file(PERCEPTION, {
+            "model": str(tiny_model), "provider": "auto", "log_level": level,
+            "namespace": f"log_level_{level}"})
+        proc = standin.start(_nodes(evaluation)["offroad_segmentation"])
+        try:
+            standin.probe_parameters(f"/log_level_{level}/offroad_segmentation", ["provider"],
+                                     proc)
+        finally:
+            (output,) = standin.shut_down([proc])
+        assert proc.returncode == 0, output
+        lines = output.splitlines()
+        assert len(lines) == expected, (level, output)
+        assert all(line.startswith("[WARN] ") and "provider 'auto'" in line for line in lines)

@@ -24,15 +24,26 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _received: list[int] = []
 
 
-def defer_stop_signals() -> bool:
-    """From now on SIGINT/SIGTERM only record a stop request; False outside the main thread
-    (signal handlers can only be set there)."""
-    if threading.current_thread() is not threading.main_thread():
-        return False
-    for signum in STOP_SIGNALS:
-        if signal.getsignal(signum) is not _record:
-            signal.signal(signum, _record)
-    return True
+def defer_stop_signals() -> dict[int, Any]:
+    """From now on SIGINT/SIGTERM only record a stop request. Returns the handlers it replaced
+    (for :func:`restore_signals`); nothing happens outside the main thread (signal handlers
+    can only be set there)."""
+    previous: dict[int, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+        for signum in STOP_SIGNALS:
+            if signal.getsignal(signum) is not _record:
+                previous[signum] = signal.signal(signum, _record)
+    return previous
+
+
+def restore_signals(previous: dict[int, Any]) -> None:
+    """Undo :func:`defer_stop_signals` (for code that runs inside a longer-lived process, e.g.
+    a command called in-process) and forget the stop request; nothing if that call replaced
+    nothing (signals were deferred already, by an outer caller)."""
+    if previous:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        _received.clear()
 
 
 def stop_requested() -> int | None:

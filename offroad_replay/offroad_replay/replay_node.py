@@ -1,7 +1,9 @@
 """``offroad replay BAG`` / ``bag_replay``: the thin rclpy publisher over :mod:`.bag_replay`.
 
 One node (``offroad_bag_replay``), one publisher per replayed topic (raw CDR), ``/clock``.
-Exit status: 0 done, 2 bad bag or options (one clear error line), 130 interrupted.
+Exit status: 0 done or stopped (SIGINT/SIGTERM, e.g. by launch: a stop is not a crash, the
+summary says "stopped"), 2 bad bag or options (one clear error line). Signals are stop
+requests (:mod:`offroad_core.node_signals`), looked at between messages and while waiting.
 """
 
 from __future__ import annotations
@@ -12,7 +14,13 @@ import sys
 import time
 from typing import Any
 
-from offroad_core.exit_codes import EXIT_BAD_INPUT
+from offroad_core.exit_codes import EXIT_BAD_INPUT, EXIT_OK
+from offroad_core.node_signals import (
+    defer_stop_signals,
+    ignore_stop_signals,
+    restore_signals,
+    stop_requested,
+)
 from offroad_replay.bag_replay import (
     CLOCK_TOPIC,
     QOS_CHOICES,
@@ -57,6 +65,8 @@ def _wait_for_subscribers(node: Any, publishers: dict[str, Any], topics: list[st
             raise BagError(f"--wait-for {topic}: not a replayed topic "
                            f"({', '.join(sorted(by_target))})")
         while pub.get_subscription_count() == 0:
+            if stop_requested() is not None:
+                return
             if time.monotonic() > deadline:
                 raise BagError(f"--wait-for {topic}: no subscriber within {timeout:.0f} s")
             time.sleep(0.02)
@@ -65,7 +75,7 @@ def _wait_for_subscribers(node: Any, publishers: dict[str, Any], topics: list[st
 def run(args: argparse.Namespace) -> int:
     """Replay the bag described by parsed ``args``; returns the exit status."""
     import rclpy
-    from rclpy.executors import ExternalShutdownException
+    from rclpy.signals import SignalHandlerOptions
 
     options = ReplayOptions(rate=args.rate, loop=args.loop, start_offset=args.start_offset,
                             topics=args.topics or (), remaps=args.remap or (),
@@ -76,7 +86,8 @@ def run(args: argparse.Namespace) -> int:
     except BagError as exc:
         print(f"offroad replay: {exc}", file=sys.stderr)
         return EXIT_BAG_ERROR
-    rclpy.init(args=args.ros_args)
+    previous_handlers = defer_stop_signals()
+    rclpy.init(args=args.ros_args, signal_handler_options=SignalHandlerOptions.NO)
     node = rclpy.create_node(NODE_NAME)
     log = node.get_logger()
     try:
@@ -116,22 +127,23 @@ def run(args: argparse.Namespace) -> int:
             clock_pub.publish(msg)
 
         stats = replay(source, publish, publish_clock if clock_pub is not None else None,
-                       keep_going=rclpy.ok)
-        log.info("replay finished:\n" + stats.summary(
+                       keep_going=lambda: stop_requested() is None and rclpy.ok())
+        stopped = stop_requested() is not None
+        log.info(f"replay {'stopped by a signal' if stopped else 'finished'}:\n" + stats.summary(
             {p.source: p.target for p in source.plans.values()}))
-        if args.linger > 0:
+        if args.linger > 0 and not stopped:
             time.sleep(args.linger)
-        return 0
+        return EXIT_OK
     except BagError as exc:
+        if stop_requested() is not None:
+            return EXIT_OK
         log.error(str(exc))
         return EXIT_BAG_ERROR
-    except (KeyboardInterrupt, ExternalShutdownException):
-        return 130
     finally:
         source.close()
         node.destroy_node()
-        if rclpy.ok():
-            rclpy.try_shutdown()
+        rclpy.try_shutdown()
+        restore_signals(previous_handlers)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -186,10 +198,16 @@ def _run_with_ros_args(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Console script ``bag_replay`` (same options as ``offroad replay``)."""
-    parser = argparse.ArgumentParser(prog="bag_replay", description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    return _run_with_ros_args(parser.parse_args(argv))
+    """Console script ``replay`` (same options as ``offroad replay``); its process ignores
+    SIGINT/SIGTERM once the exit status is decided."""
+    defer_stop_signals()
+    try:
+        parser = argparse.ArgumentParser(prog="bag_replay",
+                                         description=__doc__.splitlines()[0])
+        add_arguments(parser)
+        return _run_with_ros_args(parser.parse_args(argv))
+    finally:
+        ignore_stop_signals()
 
 
 if __name__ == "__main__":
