@@ -10,17 +10,19 @@ label value (the ignore value for a point no camera pixel labels). The rules (pa
   vegetation; unlabelled points count as rigid), else of its compliant points. A point's
   *local ground* is the lowest estimate of its terrain cell and its four neighbours, so its
   height above ground ``h`` measures how far it stands above the lowest ground next to it:
-  a step, a rock, a wall, a bank. Points more than ``clearance_height`` above their local
+  a step, a rock, a wall, a bank (the terrain cell of such a point is blocked whole and left
+  out of its neighbours' slopes). Points more than ``clearance_height`` above their local
   ground are ignored (branches, overhangs the robot passes under).
 * **Geometry alone** makes a point BLOCKED whatever its class: a rigid point with
   ``h > max_step``, a compliant point with ``h > compliant_max_height`` (vegetation by height:
-  grass is driven through, a hedge is not). A terrain cell whose rigid ground is steeper than
-  ``max_slope_deg`` blocks the observed output cells in it: the grade along each axis is the
-  central difference of the estimates ``SLOPE_BASELINE`` apart (one-sided where only one side
-  is observed), the two axes combine as a gradient. (The smaller of the forward and backward
-  differences, tried first to keep steps from widening, misses the foot of banks whose grade
-  grows: 6 unsafe cells on 8 relief frames, 0 with central differences.) A step steeper than
-  the slope limit over the baseline also blocks the terrain cells next to it.
+  grass is driven through, a hedge is not). A terrain cell whose ground is steeper than
+  ``max_slope_deg`` blocks the observed output cells in it (rigid and compliant estimates
+  each on their own: a vegetation top next to bare ground is neither a step nor a slope):
+  the grade along each axis is the central difference of the estimates ``SLOPE_BASELINE``
+  apart (one-sided where only one side is observed), the two axes combine as a gradient.
+  (The smaller of the forward and backward differences, tried first to keep steps from
+  widening, misses the foot of banks whose grade grows.) A step steeper than the slope limit
+  over the baseline also blocks the terrain cells next to it.
 * **Class evidence as today**: a labelled point gives its class's severity level (FREE,
   CAUTION, BLOCKED, HAZARD); the worse of class and geometry wins per point.
 * **Geometry only**: an unlabelled point (outside the camera's view, hidden from it, or on a
@@ -154,9 +156,10 @@ class TerrainFuser:
     def fuse(self, batches: list[Batch]) -> FusedGrid:
         """Fuse the batches of one frame; sets every batch's ``level``."""
         g, r = self.geometry, self.rules
-        hard, ground = self._ground(batches)
+        hard, soft, ground = self._ground(batches)
         low = _cross_min(ground).ravel()
         counts = np.zeros(g.num_cells * NUM_LEVELS, np.int64)
+        stepped = np.zeros(self.n_terrain, bool)
         for b in batches:
             h = np.take(low, b.tcell)
             np.subtract(b.z, h, out=h)                    # -inf without a ground estimate
@@ -164,6 +167,7 @@ class TerrainFuser:
             with np.errstate(invalid="ignore"):
                 blocked = h > np.take(self._limit_lut, b.code)
                 level[blocked] = np.maximum(level[blocked], BLOCKED_LEVEL)
+                stepped[b.tcell[blocked]] = True
                 level[h > r.clearance_height] = 0
             key = b.cell * NUM_LEVELS
             key += level
@@ -173,7 +177,12 @@ class TerrainFuser:
         cell_level = np.zeros(g.num_cells, np.uint8)
         for value in range(1, NUM_LEVELS):          # ascending: the worst supported level wins
             cell_level[counts[:, value] >= r.min_support] = value
-        steep = self._steep(hard)
+        # a terrain cell holding a step, a rock or a wall is blocked whole; its raised mean is
+        # no ground: the slope of its neighbours is measured without it
+        stepped = stepped.reshape(self.nty, self.ntx)
+        hard[stepped] = np.inf
+        soft[stepped] = np.inf
+        steep = self._steep(hard) | self._steep(soft) | stepped
         if steep.any():
             k = r.factor
             steep_cells = np.kron(steep, np.ones((k, k), bool))[: g.ny, : g.nx].ravel()
@@ -182,9 +191,9 @@ class TerrainFuser:
         levels = cell_level.reshape(g.ny, g.nx)
         return FusedGrid(levels, np.take(self._value_lut, levels))
 
-    def _ground(self, batches: list[Batch]) -> tuple[np.ndarray, np.ndarray]:
-        """(nty, ntx) ground estimates: mean rigid height (inf where none), and the same with
-        the mean compliant height where a cell has no rigid point.
+    def _ground(self, batches: list[Batch]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(nty, ntx) ground estimates: mean rigid height, mean compliant height (inf where
+        none), and the rigid one with the compliant one where a cell has no rigid point.
 
         One weighted bincount per batch gives both sums and counts: each point weighs
         ``OFFSET + z`` (OFFSET = 2^24 m), so a bin holds ``count x OFFSET + sum(z)``; while
@@ -201,9 +210,10 @@ class TerrainFuser:
         with np.errstate(invalid="ignore", divide="ignore"):
             mean = ((total - count * _OFFSET) / count).astype(np.float32)
         mean[count == 0] = np.inf
-        hard = mean[:n]
-        ground = np.where(np.isfinite(hard), hard, mean[n: 2 * n])
-        return hard.reshape(self.nty, self.ntx), ground.reshape(self.nty, self.ntx)
+        hard, soft = mean[:n], mean[n: 2 * n]
+        ground = np.where(np.isfinite(hard), hard, soft)
+        shape = (self.nty, self.ntx)
+        return hard.reshape(shape), soft.reshape(shape), ground.reshape(shape)
 
     def _steep(self, ground: np.ndarray) -> np.ndarray:
         """Terrain cells steeper than ``max_slope_deg`` (module docstring): the grade along x
