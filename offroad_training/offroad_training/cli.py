@@ -4,6 +4,8 @@ Subcommands live next to the code they drive; each command module exposes
 ``register(subparsers)`` that adds its parsers and sets ``func`` (called with the parsed
 arguments, returning an exit code). Command modules import only light modules at import time so
 ``offroad --help`` stays fast; heavy imports (torch, onnxruntime) happen inside ``func``.
+``offroad data synth`` joins the ``data`` group here (:data:`DATA_EXTENSIONS`), so the data
+layer never imports the synthetic world.
 
 ROS packages add commands (``replay``, ``evaluate-bag``) through the ``offroad.commands`` entry
 point group, so this package never imports ROS.
@@ -22,7 +24,18 @@ COMMAND_MODULES = (
     "offroad_training.train.commands",
     "offroad_training.deploy.commands",
 )
+DATA_EXTENSIONS = ("offroad_training.synth.commands",)
+"""Modules whose ``add_parser(data_subparsers)`` adds a command to ``offroad data``."""
 ENTRY_POINT_GROUP = "offroad.commands"
+
+
+def _optional_module(name: str):  # a module, or None when that part is not installed
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name and name.startswith(exc.name):
+            return None
+        raise
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,14 +46,16 @@ def build_parser() -> argparse.ArgumentParser:
                     "Dragonwing IQ-9075 NPU.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    groups = {}
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name and name.startswith(exc.name):
-                continue  # that command group is not part of this installation
-            raise
-        module.register(subparsers)
+        module = _optional_module(name)
+        if module is not None:  # else that command group is not part of this installation
+            groups[name] = module.register(subparsers)
+    data_sub = groups.get("offroad_training.data.commands")
+    for name in DATA_EXTENSIONS if data_sub is not None else ():
+        module = _optional_module(name)
+        if module is not None:
+            module.add_parser(data_sub)
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         ep.load()(subparsers)
     return parser

@@ -99,3 +99,23 @@ def test_eval_reports_dataset_error_exit_2(tmp_path, capsys):
                str(tmp_path / "nowhere"), "--split", "val"])
     assert rc == 2
     assert "dataset root does not exist" in capsys.readouterr().err
+
+
+def test_data_synth_is_registered_by_the_cli_not_by_the_data_layer():
+    import argparse
+    import subprocess
+    import sys
+
+    from offroad_training.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    data = sub.choices["data"]
+    data_sub = next(a for a in data._actions if isinstance(a, argparse._SubParsersAction))
+    assert {"convert", "merge", "synth"} <= set(data_sub.choices)
+    code = ("import argparse, sys; from offroad_training.data import commands; "
+            "p = argparse.ArgumentParser(); s = p.add_subparsers(); "
+            "d = commands.register(s); assert 'synth' not in d.choices, d.choices; "
+            "assert not any(m.startswith('offroad_training.synth') for m in sys.modules); "
+            "print('ok')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.stdout.strip() == "ok", out.stderr

@@ -131,6 +131,22 @@ def test_bad_size_and_class_count(tmp_path: Path) -> None:
         export_model(DDRNet23Slim(num_classes=5).eval(), tmp_path / "y.onnx", height=H, width=W)
 
 
+def test_cli_export_size_defaults_to_the_training_size(tmp_path: Path, caplog) -> None:
+    ckpt = tmp_path / "best_model.pth"
+    torch.save({"model": _model().state_dict(),
+                "config": {"crop_height": 72, "crop_width": 96}}, ckpt)
+    assert main(["export", "onnx", "--checkpoint", str(ckpt), "--out",
+                 str(tmp_path / "a.onnx")]) == 0
+    contract = read_contract(tmp_path / "a.onnx")
+    assert (contract.height, contract.width) == (72, 96)
+    assert "trained at" not in caplog.text
+    assert main(["export", "onnx", "--checkpoint", str(ckpt), "--out", str(tmp_path / "b.onnx"),
+                 "--height", "64", "--width", "96"]) == 0
+    assert read_contract(tmp_path / "b.onnx").height == 64
+    assert "exporting" in caplog.text and "at 96x64 (WxH) although it was trained at 96x72" \
+        in caplog.text
+
+
 def test_cli_export(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     model = _model()
     ckpt = tmp_path / "best_model.pth"

@@ -120,7 +120,6 @@ def main(argv: list[str] | None = None) -> int:
     for stale in ("train", "model", "quant_report", "live", "report"):
         shutil.rmtree(out / stale, ignore_errors=True)
     data, bag, model = out / "data", out / "synthetic_bag", out / "model"
-    hw = ["--height", str(args.height), "--width", str(args.width)]
     stages = Stages(out, total=9)
     started = time.monotonic()
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
@@ -144,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         checkpoint = out / "train" / "best_model.pth"
         stages.offroad(
             "export", "export", "onnx", "--checkpoint", str(checkpoint),
-            "--out", str(model / "model.onnx"), "--confidence", *hw)
+            "--out", str(model / "model.onnx"), "--confidence")  # size: the checkpoint's
         stages.offroad(
             "quantize", "quantize", "--onnx", str(model / "model.onnx"), "--calib", str(data),
             "--num", str(args.calib), "--seed", str(args.seed),

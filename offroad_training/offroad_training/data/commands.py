@@ -1,15 +1,16 @@
-"""``offroad data convert | merge | synth`` (see docs/data.md)."""
+"""``offroad data convert | merge`` (see docs/data.md); ``offroad data synth`` is added to the same
+group by :mod:`offroad_training.cli` (the data layer does not depend on the synthetic world)."""
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from pathlib import Path
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``data`` with its ``convert``, ``merge`` and (when installed) ``synth`` commands."""
+def register(subparsers: argparse._SubParsersAction) -> argparse._SubParsersAction:
+    """Add ``data`` with its ``convert`` and ``merge`` commands; return the ``data`` group's
+    subparsers (where the CLI adds ``synth``)."""
     from offroad_training.data.unified import parse_size
 
     data = subparsers.add_parser(
@@ -53,14 +54,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     m.add_argument("--train-splits", default="train,val", metavar="SPLIT[,SPLIT]")
     m.add_argument("--copy", action="store_true", help="copy files instead of hard links")
     m.set_defaults(func=run_merge)
-
-    try:
-        synth = importlib.import_module("offroad_training.synth.commands")
-    except ModuleNotFoundError as exc:
-        if not (exc.name and "offroad_training.synth.commands".startswith(exc.name)):
-            raise
-    else:
-        synth.add_parser(data_sub)
+    return data_sub
 
 
 def run_convert(args: argparse.Namespace) -> int:

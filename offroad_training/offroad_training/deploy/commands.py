@@ -12,8 +12,6 @@ import json
 import sys
 from pathlib import Path
 
-from offroad_core.contract import DEFAULT_HEIGHT, DEFAULT_WIDTH
-
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the deployment subcommands."""
@@ -26,8 +24,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "for evaluation.")
     e.add_argument("--checkpoint", type=Path, required=True)
     e.add_argument("--out", type=Path, required=True)
-    e.add_argument("--height", type=int, default=DEFAULT_HEIGHT)
-    e.add_argument("--width", type=int, default=DEFAULT_WIDTH)
+    e.add_argument("--height", type=int, help="input height (default: the checkpoint's "
+                                              "training size, crop_height)")
+    e.add_argument("--width", type=int, help="input width (default: the checkpoint's crop_width)")
     e.add_argument("--kind", choices=("labels", "logits"), default="labels")
     e.add_argument("--upsample", choices=("bilinear", "nearest"), default="bilinear",
                    help="bilinear logits then ArgMax (default), or ArgMax at 1/8 then nearest")

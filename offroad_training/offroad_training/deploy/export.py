@@ -46,6 +46,7 @@ provenance) goes into ``metadata_props``.
 from __future__ import annotations
 
 import io
+import logging
 import warnings
 from collections.abc import Sequence
 from dataclasses import replace
@@ -67,6 +68,7 @@ from offroad_core.contract import (
     write_contract,
 )
 
+LOG = logging.getLogger(__name__)
 OPSET = 17
 UPSAMPLE_MODES = ("bilinear", "nearest")
 KINDS = ("labels", "logits")
@@ -256,16 +258,28 @@ def batchnorm_to_conv(onnx_model: Any) -> int:
     return replaced
 
 
-def export_checkpoint(checkpoint: str | Path, out: str | Path, **kwargs: Any) -> Path:
-    """Load a training checkpoint (``best_model.pth``/``last.pth``) and export it (see above)."""
+def export_checkpoint(checkpoint: str | Path, out: str | Path, *, height: int | None = None,
+                      width: int | None = None, **kwargs: Any) -> Path:
+    """Load a training checkpoint (``best_model.pth``/``last.pth``) and export it (see above).
+
+    ``height``/``width`` default to the checkpoint's training size (``crop_height`` x
+    ``crop_width`` of its config; 544x640 if it records none); another size is exported as
+    asked, with a warning (the model was not trained at it).
+    """
     from offroad_training.model.checkpoint import load_checkpoint
 
     model, config = load_checkpoint(checkpoint)
+    trained = (config.get("crop_height"), config.get("crop_width"))
+    size = (int(height or trained[0] or DEFAULT_HEIGHT), int(width or trained[1] or DEFAULT_WIDTH))
+    if None not in trained and size != (int(trained[0]), int(trained[1])):
+        LOG.warning("exporting %s at %dx%d (WxH) although it was trained at %dx%d: accuracy at "
+                    "another size is not what training measured", checkpoint, size[1], size[0],
+                    int(trained[1]), int(trained[0]))
     producer = {"checkpoint": str(checkpoint),
                 "train_config": {k: v for k, v in config.items()
                                  if isinstance(v, str | int | float | bool | None)}}
-    return export_model(model, out, producer={**producer, **kwargs.pop("producer", {})},
-                        **kwargs)
+    return export_model(model, out, height=size[0], width=size[1],
+                        producer={**producer, **kwargs.pop("producer", {})}, **kwargs)
 
 
 def torch_logits(model: Any, rgb: np.ndarray, upsample: str = "bilinear") -> np.ndarray:

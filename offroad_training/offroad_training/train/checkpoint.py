@@ -3,9 +3,10 @@
 ``last.pth``: ``model``, ``ema``, ``optimizer`` (both parameter groups), ``scheduler``,
 ``scaler``, ``step``, ``epoch``, ``batch_in_epoch`` (the data order is a pure function of seed
 and epoch, so these two numbers restore it), ``best_miou``, ``rng`` (python, numpy, torch,
-cuda), ``world_size``, ``config``, ``provenance``. ``best_model.pth``: ``model`` = EMA weights, ``config``, ``metrics``,
-``provenance``. Both are written through :func:`offroad_core.atomic.atomic_path` (a crash
-leaves the previous file intact) and read back with ``torch.load(weights_only=True)``.
+cuda), ``world_size``, ``config``, ``provenance``. ``best_model.pth``: ``model`` = EMA
+weights, ``config``, ``metrics``, ``provenance``. Both are written through
+:func:`offroad_core.atomic.atomic_path` (a crash leaves the previous file intact) and read back
+with ``torch.load(weights_only=True)``.
 """
 
 from __future__ import annotations
