@@ -17,9 +17,12 @@ segmentation node publishes it) and projected with the depth image's own CameraI
 pair of resolutions (and distortion) maps exactly; equal intrinsics are an identity. A depth
 image whose size differs from its CameraInfo is refused (``depth_size_mismatch``).
 
-Back-projection (:class:`DepthProjector`): the base_link direction of every label pixel, scaled
-so that its optical z is 1, is computed once per (label camera, pose); per frame a point is
-``camera origin + depth x direction`` and its grid cell comes from two multiply-adds.
+Back-projection (:class:`DepthProjector`): the base_link direction of every used label pixel,
+scaled so that its optical z is 1, is computed once per (label camera, pose); per frame a point
+is ``camera origin + depth x direction`` and its grid cell comes from two multiply-adds.
+Thinning (``depth_thinning``, :func:`thinned_pixels`): near the robot a 5 cm cell holds tens
+to hundreds of pixels of a 640x544 image; pixels are skipped there (a stride chosen once from
+the flat-ground footprint), never where a pixel covers more than an eighth of a cell.
 """
 
 from __future__ import annotations
@@ -119,15 +122,48 @@ class DepthAlignment:
         return out
 
 
+MAX_THINNING = 4
+"""Largest pixel stride of the thinning (a 3 cm pole 1.5 m away is still 3 samples wide)."""
+
+
+def thinned_pixels(camera: Camera, resolution: float) -> np.ndarray:
+    """Label pixels kept by the thinning: where one pixel's footprint on flat ground is small
+    against a cell, only every s-th pixel along both image axes (s a power of two up to
+    :data:`MAX_THINNING`) so that s pixels still cover at most half a cell: two samples per
+    cell side on flat ground, one where the ground is 40 % farther than flat. Pixels that do not
+    see the flat ground (the horizon and above) are all kept."""
+    intr, pose = camera.intrinsics, camera.pose
+    rays = intr.pixel_rays_optical(intr.pixel_grid()) @ pose.rotation_optical.T    # unit
+    down = rays[:, 2] < -1e-6
+    length = np.where(down, pose.z / np.where(down, -rays[:, 2], 1.0), np.inf)
+    # one pixel spans length / f across the ray; on the ground, radially, length / f / sin
+    # (grazing angle) = length^2 / (f z)
+    foot = length / max(intr.fx, intr.fy) * np.maximum(1.0, length / pose.z)
+    with np.errstate(divide="ignore"):
+        ratio = resolution / (2.0 * foot)
+    stride = np.ones(len(rays), np.int64)
+    for s in (2, 4, 8):
+        if s <= MAX_THINNING:
+            stride[down & (ratio >= s)] = s
+    grid = intr.pixel_grid().astype(np.int64)
+    keep = (grid[:, 0] % stride == 0) & (grid[:, 1] % stride == 0)
+    return np.flatnonzero(keep)
+
+
 class DepthProjector:
     """Label-pixel depths -> base_link points and grid coordinates (module docstring)."""
 
-    def __init__(self, camera: Camera, geometry: GridGeometry, max_range: float) -> None:
-        """Directions of every label pixel of ``camera`` (intrinsics at the label size)."""
+    def __init__(self, camera: Camera, geometry: GridGeometry, max_range: float,
+                 thinning: bool = True) -> None:
+        """Directions of the used label pixels of ``camera`` (intrinsics at the label size):
+        all of them, or those :func:`thinned_pixels` keeps."""
         self.camera = camera
-        rays = camera.intrinsics.pixel_rays_optical(camera.intrinsics.pixel_grid())
+        intr = camera.intrinsics
+        self.kept = thinned_pixels(camera, geometry.resolution) if thinning else \
+            np.arange(intr.width * intr.height)
+        rays = intr.pixel_rays_optical(intr.pixel_grid()[self.kept])
         base = (rays / rays[:, 2:3]) @ camera.pose.rotation_optical.T     # optical z = 1
-        self.direction = np.ascontiguousarray(base.T, dtype=np.float32)   # (3, N)
+        self.direction = np.ascontiguousarray(base.T, dtype=np.float32)   # (3, kept)
         self.origin = camera.pose.translation.astype(np.float32)
         res = geometry.resolution
         o = camera.pose.translation
@@ -138,22 +174,26 @@ class DepthProjector:
         with np.errstate(divide="ignore"):
             self.limit = (max_range / np.hypot(base[:, 0], base[:, 1])).astype(np.float32)
 
-    def grid_coords(self, depth: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(col + 1, row + 1, z) of every label pixel's point; NaN coordinates where there is
-        no return or the point is beyond ``max_range``."""
-        col = np.multiply(depth, self.col_gain)
+    def grid_coords(self, depth: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray,
+                                                      np.ndarray]:
+        """(col + 1, row + 1, z, index) of the kept pixels whose depth is a return within
+        ``max_range``, from the (H * W,) depth at the label pixels; ``index``: their positions
+        in :attr:`kept`."""
+        d = depth if len(self.kept) == len(depth) else np.take(depth, self.kept)
+        index = np.flatnonzero(d <= self.limit)         # NaN (no return) compares false
+        d = d[index]
+        col = np.multiply(d, self.col_gain[index])
         col += self.col_offset
-        row = np.multiply(depth, self.row_gain)
+        row = np.multiply(d, self.row_gain[index])
         row += self.row_offset
-        z = np.multiply(depth, self.direction[2])
+        z = np.multiply(d, self.direction[2, index])
         z += self.origin[2]
-        far = ~(depth <= self.limit)
-        col[far] = np.nan
-        return col, row, z
+        return col, row, z, index
 
     def points(self, depth: np.ndarray, index: np.ndarray) -> np.ndarray:
-        """(len(index), 3) float32 base_link points of the label pixels ``index``."""
-        d = depth[index]
+        """(len(index), 3) float32 base_link points of the kept pixels ``index`` (positions
+        in :attr:`kept`)."""
+        d = depth[self.kept[index]]
         out = np.empty((len(index), 3), np.float32)
         for axis in range(3):
             np.multiply(self.direction[axis, index], d, out=out[:, axis])

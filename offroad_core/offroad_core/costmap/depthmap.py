@@ -50,6 +50,7 @@ class DepthSettings:
     zbuffer_block: int = 4
     max_points: int = 2_000_000
     zbuffer_ratio: float = 0.15
+    thinning: bool = True
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,8 @@ class DepthPoints:
 
 @dataclass
 class _Source:
-    """One source's points: the terrain batch plus what it takes to rebuild xyz on demand."""
+    """One source's points: the terrain batch plus what it takes to rebuild xyz on demand
+    (``labels``: the label image for the depth source, per point for a cloud)."""
 
     name: str
     batch: Batch
@@ -92,15 +94,16 @@ class DepthResult:
         thinned to at most ``max_points``."""
         parts = []
         for src in self._sources:
-            index = src.batch.index[src.batch.level >= min_level]
-            if src.depth is not None:
+            used = src.batch.level >= min_level
+            index = src.batch.index[used]
+            if src.depth is not None:             # index: positions in the projector's kept
                 xyz = self._projector.points(src.depth, index)
-                pixel = index
+                pixel = self._projector.kept[index]
+                labels = src.labels[pixel]
             else:
                 xyz = np.stack([c[index] for c in src.xyz], axis=1).astype(np.float32)
-                pixel = src.pixel[index]
-            parts.append((xyz, src.labels[index], src.batch.level[src.batch.level >= min_level],
-                          pixel))
+                pixel, labels = src.pixel[index], src.labels[index]
+            parts.append((xyz, labels, src.batch.level[used], pixel))
         xyz, labels, level, pixel = (np.concatenate(col) for col in zip(*parts, strict=True))
         if max_points is not None and len(level) > max_points:
             keep = np.linspace(0, len(level) - 1, max_points).astype(np.intp)
@@ -131,7 +134,7 @@ class DepthCostmap:
     def _tables(self, camera: Camera, depth_camera: CameraIntrinsics) -> None:
         s = self.settings
         if camera != self._camera_key:
-            self.projector = DepthProjector(camera, self.geometry, s.max_range)
+            self.projector = DepthProjector(camera, self.geometry, s.max_range, s.thinning)
             self.painter = Painter(camera, s.occlusion_tolerance, s.occlusion_ratio,
                                    s.zbuffer_block, s.zbuffer_ratio)
             self._camera_key = camera
@@ -150,9 +153,10 @@ class DepthCostmap:
         depth = self._depth(paired, report)
         sources: list[_Source] = []
         if depth is not None:
-            col, row, z = self.projector.grid_coords(depth)
-            sources.append(_Source("depth", self.fuser.batch(col, row, z, flat), flat, None,
-                                   depth=depth))
+            col, row, z, index = self.projector.grid_coords(depth)
+            batch = self.fuser.batch(col, row, z, flat[self.projector.kept[index]])
+            batch.index = index[batch.index]
+            sources.append(_Source("depth", batch, flat, None, depth=depth))
         hidden = 0
         for msg in paired.clouds:
             xyz = self._cloud(msg, stamp, report, motion)

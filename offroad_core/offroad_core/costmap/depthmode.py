@@ -75,7 +75,7 @@ def depth_config(v: dict[str, Any], geometry: GridGeometry) -> tuple[DepthConfig
                          GEOMETRY_ONLY_LEVELS[v["geometry_only_category"]], v["min_support"])
     settings = DepthSettings(rules, _split(v["compliant_classes"]), v["max_range"],
                              v["occlusion_tolerance"], v["occlusion_ratio"], v["zbuffer_block"],
-                             v["max_cloud_points"], v["zbuffer_ratio"])
+                             v["max_cloud_points"], v["zbuffer_ratio"], v["depth_thinning"])
     lidar = CameraPose(v["lidar_x"], v["lidar_y"], v["lidar_z"], v["lidar_roll"],
                        v["lidar_pitch"], v["lidar_yaw"])
     return DepthConfig(settings, bool(v["depth_topic"]), bool(v["depth_camera_info_topic"]),

@@ -108,6 +108,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "32FC1 m); empty: none"),
     ParamSpec("depth_camera_info_topic", "", "CameraInfo of the depth image at its own "
               "resolution; empty: the depth image has the labels' size and camera"),
+    ParamSpec("depth_thinning", True, "skip depth pixels near the robot where a cell holds "
+              "many (docs/depth.md); false: every pixel", dynamic=True),
     ParamSpec("cloud_topics", "", "comma-separated PointCloud2 inputs (x, y, z in a known "
               "frame: LiDAR, the camera's depth cloud); empty: none"),
     ParamSpec("confidence_topic", "", "optional mono8 confidence of the labels (same stamp) "
