@@ -79,7 +79,7 @@ def messages(depth: np.ndarray, pts: np.ndarray, stamp: float = 0.0):
     return dmsg, cmsg
 
 
-def truth_levels(topdown, camera: Camera) -> np.ndarray:
+def truth_levels(topdown) -> np.ndarray:
     """Severity level of every cell: class category, worsened by the terrain's geometry."""
     cls = topdown.classes
     level = TABLE.levels[cls].copy()
@@ -99,20 +99,25 @@ def truth_levels(topdown, camera: Camera) -> np.ndarray:
     return level
 
 
-def score(ours: np.ndarray, truth: np.ndarray, near: np.ndarray) -> dict:
-    """Per-frame counts (ours and truth are severity levels, 0 = unknown)."""
-    known = near & (ours > 0) & (truth > 0)
+VALUES = CategoryValues().level_lut()          # level -> grid value (-1 unknown)
+
+
+def score(ours: np.ndarray, truth: np.ndarray, region: np.ndarray, near: np.ndarray) -> dict:
+    """Per-frame counts: ``ours`` grid values, ``truth`` severity levels (0 = unknown);
+    compared as grid values (BLOCKED and HAZARD are both 100) over ``region``; coverage against
+    the truth within ``near``."""
+    tv = VALUES[truth]
+    known = region & (ours >= 0) & (truth > 0)
     lethal_t = truth >= 3
     dist = cv2.distanceTransform((~lethal_t).astype(np.uint8), cv2.DIST_L2, 5) * RES
-    ours_lethal = near & (ours >= 3)
-    lethal_near = cv2.dilate((ours >= 3).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
-    unsafe = near & lethal_t & (ours == 1)
-    return {"unsafe_alone": int((unsafe & ~lethal_near).sum()),
-            "agree": int((ours[known] == truth[known]).sum()), "known": int(known.sum()),
-            "truth": int((near & (truth > 0)).sum()),
-            "unsafe": int(unsafe.sum()),
+    ours_lethal = region & (ours == 100)
+    lethal_near = cv2.dilate((ours == 100).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    unsafe = region & lethal_t & (ours == 0)
+    return {"agree": int((ours[known] == tv[known]).sum()), "known": int(known.sum()),
+            "truth": int((near & (truth > 0)).sum()), "unsafe": int(unsafe.sum()),
+            "unsafe_alone": int((unsafe & ~lethal_near).sum()),
             "false_lethal": int((ours_lethal & (dist > 1.5 * RES)).sum()),
-            "errors": dist[ours_lethal & (truth <= 2)].tolist() + [0.0] * int(
+            "errors": dist[ours_lethal & ~lethal_t].tolist() + [0.0] * int(
                 (ours_lethal & lethal_t).sum())}
 
 
@@ -130,7 +135,11 @@ def robot_poses(world: SyntheticWorld, rng: np.random.Generator, n: int) -> list
     return poses
 
 
-def accuracy(n_worlds: int, n_poses: int) -> None:
+MODES = ("flat", "depth", "depth+lidar", "depth+lidar in view")
+
+
+def evaluate(n_worlds: int, n_poses: int) -> dict[str, dict]:
+    """Summed counts of every mode over ``n_worlds`` x ``n_poses`` x 2 headings."""
     geom = GridGeometry.from_size(10, 10, RES, -2, -5)
     spec = TopDownSpec(RES, -2.0, -5.0, 10.0, 10.0)
     config = validate(PARAMS)
@@ -144,9 +153,8 @@ def accuracy(n_worlds: int, n_poses: int) -> None:
                             TABLE, CategoryValues(), IDS, CLASS_NAMES, frames_table)
     xs, ys = geom.cell_centres()
     near = np.hypot(xs - 0.3, ys) <= MAX_RANGE
-    modes = ("flat", "depth", "depth+lidar", "depth+lidar in view")
     totals = {m: {"agree": 0, "known": 0, "truth": 0, "unsafe": 0, "unsafe_alone": 0,
-                  "false_lethal": 0, "errors": []} for m in modes}
+                  "false_lethal": 0, "errors": [], "frames": 0} for m in MODES}
     n = 0
     for w in range(n_worlds):
         world = SyntheticWorld.generate(100 + w, relief="rugged" if w % 2 == 0 else "gentle")
@@ -155,32 +163,45 @@ def accuracy(n_worlds: int, n_poses: int) -> None:
             for dyaw in (0.0, 0.6):                       # along the track, and off it
                 frame = render_frame(world, camera, seed=n, robot_pose=(x, y, yaw + dyaw),
                                      topdown=spec, lidar=LIDAR)
-                truth = truth_levels(frame.topdown, camera)
+                truth = truth_levels(frame.topdown)
                 dmsg, cmsg = messages(frame.depth, frame.lidar.points)
-                levels = {"flat": np.searchsorted([-1, 0, 50, 100],
-                                                  flat.process(frame.labels, 0.0, 0.0).values)}
-                levels["flat"] = np.take(np.array([0, 1, 2, 3], np.uint8), levels["flat"])
+                values = {"flat": flat.process(frame.labels, 0.0, 0.0).values}
                 for mode, paired in (("depth", Paired(depth=dmsg)),
                                      ("depth+lidar", Paired(depth=dmsg, clouds=[cmsg]))):
-                    res = depthmap.process(frame.labels, camera, None, paired, 0.0, print)
-                    levels[mode] = res.levels
-                levels["depth+lidar in view"] = levels["depth+lidar"]
-                view = levels["depth"] > 0
-                for mode, lv in levels.items():
-                    s = score(lv, truth, near & view if mode == "depth+lidar in view" else near)
-                    for k, v in s.items():
-                        totals[mode][k] += v
+                    values[mode] = depthmap.process(frame.labels, camera, None, paired, 0.0,
+                                                    print).values
+                values["depth+lidar in view"] = values["depth+lidar"]
+                view = values["depth"] >= 0
+                for mode, v in values.items():
+                    region = near & view if mode == "depth+lidar in view" else near
+                    for k, c in score(v, truth, region, near).items():
+                        totals[mode][k] += c
+                    totals[mode]["frames"] += 1
                 n += 1
-    print(f"accuracy: {n} frames ({n_worlds} relief worlds x {n_poses} poses x 2 headings), "
-          f"0.1 m cells within {MAX_RANGE:g} m, labels/depth 640x544 (exact), terrain "
-          f"0.1 m, LiDAR {LIDAR.rings} rings")
-    for mode, t in totals.items():
-        err = np.asarray(t["errors"]) if t["errors"] else np.zeros(1)
-        print(f"  {mode:20s} agreement {100 * t['agree'] / max(t['known'], 1):6.2f} %  "
-              f"coverage {100 * t['known'] / max(t['truth'], 1):5.1f} %  unsafe {t['unsafe']:5d}"
-              f" ({t['unsafe_alone']} not next to our lethal)  false lethal "
-              f"{t['false_lethal']:5d}  obstacle error median "
-              f"{np.median(err):.2f} m p95 {np.percentile(err, 95):.2f} m")
+    return totals
+
+
+def figures(t: dict) -> dict[str, float]:
+    """Agreement and coverage (%), unsafe and false lethal cells, obstacle errors (m)."""
+    err = np.asarray(t["errors"]) if t["errors"] else np.zeros(1)
+    return {"agreement": 100 * t["agree"] / max(t["known"], 1),
+            "coverage": 100 * t["known"] / max(t["truth"], 1), "unsafe": t["unsafe"],
+            "unsafe_alone": t["unsafe_alone"], "false_lethal": t["false_lethal"],
+            "error_p50": float(np.median(err)), "error_p95": float(np.percentile(err, 95))}
+
+
+def accuracy(n_worlds: int, n_poses: int) -> None:
+    """Print both modes' figures side by side."""
+    totals = evaluate(n_worlds, n_poses)
+    print(f"accuracy: {totals['flat']['frames']} frames ({n_worlds} relief worlds x {n_poses} "
+          f"poses x 2 headings), 0.1 m cells within {MAX_RANGE:g} m, labels/depth 640x544 "
+          f"(exact), terrain 0.1 m, LiDAR {LIDAR.rings} rings")
+    for mode in MODES:
+        f = figures(totals[mode])
+        print(f"  {mode:20s} agreement {f['agreement']:6.2f} %  coverage {f['coverage']:5.1f} %"
+              f"  unsafe {f['unsafe']:5d} ({f['unsafe_alone']} not next to our lethal)  false "
+              f"lethal {f['false_lethal']:5d}  obstacle error median {f['error_p50']:.2f} m "
+              f"p95 {f['error_p95']:.2f} m")
 
 
 def naive(frame_depth: np.ndarray, labels: np.ndarray, camera: Camera, pts: np.ndarray,
