@@ -75,8 +75,11 @@ class BagFrames:
     """An open bag: which topics it has, and its frames (a context manager)."""
 
     def __init__(self, bag: str | Path, topics: Topics | None = None,
-                 join_window: float = 1.0) -> None:
-        """Open ``bag``; :class:`BagError` when it is missing, unreadable or has no image topic."""
+                 join_window: float = 1.0, extra: tuple[str, ...] = (),
+                 extra_wait: float = 0.0) -> None:
+        """Open ``bag``; :class:`BagError` when it is missing, unreadable or has no image topic.
+        ``extra`` topics (depth images, clouds) go to :meth:`frames`' ``on_extra`` as read; a
+        frame then waits until the bag time is ``extra_wait`` s past it (they may come later)."""
         self.bag = bag
         self.topics = t = topics or Topics()
         self.join_window_ns = int(join_window * 1e9)
@@ -90,8 +93,11 @@ class BagFrames:
         self.with_labels = t.labels in conns
         self.with_map = t.class_map in conns
         self.with_camera_info = t.camera_info in conns
+        self._extra = tuple(name for name in extra if name in conns)
+        self._extra_wait_ns = int(extra_wait * 1e9)
         self._connections = [conns[name] for name in (t.image, t.camera_info, t.labels,
-                                                       t.class_map) if name in conns]
+                                                       t.class_map, *self._extra)
+                             if name in conns]
 
     def __enter__(self) -> BagFrames:
         return self
@@ -103,7 +109,8 @@ class BagFrames:
         """Close the bag."""
         self.reader.close()
 
-    def frames(self, on_camera_info: Callable[[Any], None] | None = None) -> Iterator[Frame]:
+    def frames(self, on_camera_info: Callable[[Any], None] | None = None,
+               on_extra: Callable[[str, Any], None] | None = None) -> Iterator[Frame]:
         """Every frame in bag order, with the ground truth that arrived for it."""
         t = self.topics
         pending: OrderedDict[int, Frame] = OrderedDict()
@@ -111,6 +118,10 @@ class BagFrames:
             if conn.topic == t.camera_info:
                 if on_camera_info is not None:
                     on_camera_info(msg)
+                continue
+            if conn.topic in self._extra:
+                if on_extra is not None:
+                    on_extra(conn.topic, msg)
                 continue
             frame = pending.setdefault(stamp_ns(msg.header.stamp), Frame(bag_ns=bag_ns))
             if conn.topic == t.image:
@@ -130,6 +141,8 @@ class BagFrames:
                                                     is not None) \
                 and (not self.with_map or frame.class_map is not None)
             expired = bag_ns is None or bag_ns - frame.bag_ns > self.join_window_ns
+            if self._extra and not expired:
+                complete = complete and bag_ns - frame.bag_ns > self._extra_wait_ns
             if not (complete or expired):
                 return
             pending.pop(stamp)

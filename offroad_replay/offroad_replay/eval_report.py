@@ -37,6 +37,7 @@ def build_report(evaluator: Any, bag: str | Path, with_labels: bool,
             "per_frame": "frames.csv (frac_<class> columns)"},
         "segmentation": seg.to_dict() if with_labels and seg is not None else None,
         "costmap": ev.grids.summary() if with_map else None,
+        "costmap_depth": ev.depth.summary() if with_map else None,
         "segmentation_params": asdict(ev.segmentation_config),
         "costmap_params": ev.costmap_config.values,
         "notes": ev.notes,
@@ -80,5 +81,10 @@ def summary_text(report: dict[str, Any]) -> str:
         lines.append(f"costmap agreement {100 * c['agreement']:.2f} % of "
                      f"{c['compared_cells']} cells (coverage {100 * c['coverage']:.1f} %, "
                      f"unsafe {c['unsafe_cells']})")
+    d = report.get("costmap_depth")
+    if d and d["agreement"] is not None:
+        lines.append(f"depth mode agreement {100 * d['agreement']:.2f} % of "
+                     f"{d['compared_cells']} cells (coverage {100 * d['coverage']:.1f} %, "
+                     f"unsafe {d['unsafe_cells']}; grids {d['grids_by_mode']})")
     lines += [f"note: {note}" for note in report["notes"]]
     return "\n".join(lines)

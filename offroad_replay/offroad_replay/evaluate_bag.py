@@ -33,6 +33,7 @@ from offroad_core.segmentation.pipeline import FramePipeline
 from offroad_core.stamps import stamp_seconds
 from offroad_replay.bag_frames import BagFrames, Frame, Topics, decode_frame
 from offroad_replay.bag_replay import BagError
+from offroad_replay.depth_eval import DepthEvaluation
 from offroad_replay.eval_report import build_report, frame_row, frames_csv, summary_text
 from offroad_replay.node_params import apply_overrides, offline_costmap_config, read_sections
 from offroad_replay.outputs import RunOutputs
@@ -95,6 +96,7 @@ class BagEvaluator:
             raise ConfigError(f"{options.model}: {exc}") from None
         self.labels = LabelScorer(c.class_names, c.ignore_index)
         self.grids = GridScorer(self.costmap.table, self.costmap_config.category_values.level_lut())
+        self.depth = DepthEvaluation(self.costmap_config, model_info(c))
         self.lut = palette_lut(c.palette, c.ignore_index)
         self.outputs = RunOutputs(options.out_dir)
         self.timings: dict[str, list[float]] = {s: [] for s in STAGES}
@@ -115,6 +117,7 @@ class BagEvaluator:
             intrinsics = CameraIntrinsics.from_camera_info(msg.width, msg.height, msg.k, msg.d,
                                                            msg.distortion_model)
             self.costmap.set_camera(intrinsics.scaled(self.contract.width, self.contract.height))
+            self.depth.set_camera(intrinsics, self.costmap.camera)
             self._camera_error = None
         except ValueError as exc:
             self._camera_error = f"camera_info: {exc}"
@@ -170,6 +173,8 @@ class BagEvaluator:
             else:
                 row["costmap_agreement"] = self.grids.score(grid.values, grid.geometry,
                                                             frame.class_map)
+        if self.depth.active:
+            self._depth_step(result.labels, frame, row, with_map)
         self.rows.append(row)
         overlay = blend_overlay(result.model_input, result.labels, self.lut,
                                 self.segmentation_config.overlay_alpha)
@@ -179,6 +184,17 @@ class BagEvaluator:
             self.outputs.png(f"overlays/{n:06d}.png", overlay)
             if grid is not None:
                 self.outputs.png(f"costmaps/{n:06d}.png", grid_picture(grid.values))
+
+    def _depth_step(self, labels: np.ndarray, frame: Frame, row: dict[str, Any],
+                    with_map: bool) -> None:
+        """The depth mode of the same labels (docs/depth.md): its grid, mode and score."""
+        grid = None
+        if self.costmap.camera is not None and self._camera_error is None:
+            grid = self.depth.step(labels, stamp_seconds(frame.image.header.stamp))
+        row["costmap_mode_depth"] = grid.mode if grid is not None else None
+        row["costmap_agreement_depth"] = None
+        if grid is not None and with_map and frame.class_map is not None:
+            row["costmap_agreement_depth"] = self.depth.score(grid, frame.class_map)
 
     def _score_labels(self, frame: Frame, pred: np.ndarray) -> float | None:
         """Pixel accuracy of the ungated labels (mIoU measures the model, not the gate)."""
@@ -204,11 +220,13 @@ class BagEvaluator:
 
     def _run(self, bag: str | Path) -> dict[str, Any]:
         o = self.options
-        with BagFrames(bag, o.topics, o.join_window) as source:
+        self.notes += self.depth.start(bag)
+        with BagFrames(bag, o.topics, o.join_window, self.depth.topics,
+                       self.depth.sync_tolerance) as source:
             if not source.with_camera_info:
                 log.warning("%s: no %s: no costmap (projection needs the calibration)", bag,
                             o.topics.camera_info)
-            for frame in source.frames(self.set_camera_info):
+            for frame in source.frames(self.set_camera_info, self.depth.on_message):
                 self.process(frame, source.with_labels, source.with_map)
                 if o.limit and self.counters["frames"] >= o.limit:
                     break
