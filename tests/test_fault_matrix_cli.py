@@ -118,6 +118,17 @@ def cases(f: dict[str, Path]) -> list:
          "file not found", None),
         ("replay: bag missing", ["replay", missing], "bag not found", None),
         ("replay: a file that is no bag", ["replay", text], "cannot read bag", None),
+        ("train: data root missing", ["train", "--set", f"data_root={missing}", "--set",
+                                      f"out_dir={out}/tr", "--no-progress"],
+         "dataset root does not exist", "tr"),
+        ("data synth: --out under a file", ["data", "synth", "--out", f"{text}/x", "--frames",
+                                            "1", "--size", "80x64"], "not a directory", None),
+        ("eval: --out under a file", ["eval", "--onnx", model, "--data", ds, "--out",
+                                      f"{text}/r.json"], "not a directory", None),
+        ("eval: --out a directory", ["eval", "--onnx", model, "--data", ds, "--out", empty],
+         "is a directory", None),
+        ("hub: model missing", ["hub", "--onnx", f"{missing}.onnx", "--out", f"{out}/h.onnx"],
+         "model file not found", "h.onnx"),
     ]
 
 
@@ -161,20 +172,10 @@ def test_offroad_command_fault_matrix(files, pytestconfig):
 
 
 @pytest.mark.parametrize(("args", "needle"), [
-    pytest.param(["train", "--set", "data_root={missing}", "--set", "out_dir={root}/tr",
-                  "--no-progress"], "dataset root does not exist", id="train-data-root-missing"),
-    pytest.param(["data", "synth", "--out", "{text}/x", "--frames", "1", "--size", "80x64"],
-                 "not a directory", id="synth-out-under-a-file"),
-    pytest.param(["eval", "--onnx", "{model}", "--data", "{ds}", "--out", "{text}/r.json"],
-                 "not a directory", id="eval-out-under-a-file"),
-    pytest.param(["eval", "--onnx", "{model}", "--data", "{ds}", "--out", "{empty}"],
-                 "is a directory", id="eval-out-a-directory"),
     pytest.param(["quantize", "--onnx", "{model}", "--calib", "{ds}", "--out", "{empty}"],
                  "is a directory", id="quantize-out-a-directory"),
     pytest.param(["compile", "--qdq", "{model}", "--fp16", "--out", "{text}/c.onnx"],
                  "not a directory", id="compile-out-under-a-file"),
-    pytest.param(["hub", "--onnx", "{missing}.onnx", "--out", "{root}/h.onnx"],
-                 "model file not found", id="hub-model-missing"),
 ])
 @pytest.mark.xfail(strict=True, reason="traceback, exit 1: fix owned by the command's owner")
 def test_cli_defects_owned_elsewhere(files, args, needle):

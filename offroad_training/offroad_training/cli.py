@@ -9,6 +9,13 @@ layer never imports the synthetic world.
 
 ROS packages add commands (``replay``, ``evaluate-bag``) through the ``offroad.commands`` entry
 point group, so this package never imports ROS.
+
+Exit codes (:mod:`offroad_core.exit_codes`): :func:`main` turns bad input into one line on
+stderr (``offroad <command>: <what is wrong>``) and status 2: every
+:class:`~offroad_core.exit_codes.CommandError` (the domain errors of data, model, train and
+export derive from it), the core's domain errors in :data:`DOMAIN_ERRORS`, and an ``OSError``
+naming a file (missing, unwritable, a directory where a file belongs). Anything else is a bug:
+its traceback is printed and the status is 1. Ctrl-C gives 130.
 """
 
 from __future__ import annotations
@@ -19,6 +26,8 @@ import logging
 import sys
 from importlib.metadata import entry_points
 
+from offroad_core.exit_codes import EXIT_BAD_INPUT, EXIT_INTERRUPTED, CommandError
+
 COMMAND_MODULES = (
     "offroad_training.data.commands",
     "offroad_training.train.commands",
@@ -27,6 +36,10 @@ COMMAND_MODULES = (
 DATA_EXTENSIONS = ("offroad_training.synth.commands",)
 """Modules whose ``add_parser(data_subparsers)`` adds a command to ``offroad data``."""
 ENTRY_POINT_GROUP = "offroad.commands"
+DOMAIN_ERRORS = (("offroad_core.evaluation", "EvaluationError"),
+                 ("offroad_core.engine", "EngineError"),
+                 ("offroad_core.contract", "ContractError"))
+"""Bad-input errors of modules outside this package (checked only once they are imported)."""
 
 
 def _optional_module(name: str):  # a module, or None when that part is not installed
@@ -61,20 +74,53 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _is_bad_input(exc: BaseException) -> bool:
+    if isinstance(exc, CommandError):
+        return True
+    if isinstance(exc, OSError) and exc.filename is not None:
+        return True
+    for module, name in DOMAIN_ERRORS:
+        cls = getattr(sys.modules.get(module), name, None)
+        if cls is not None and isinstance(exc, cls):
+            return True
+    return False
+
+
+def one_line(exc: BaseException) -> str:
+    """The exception as one line (a DataLoader worker's error: its original message)."""
+    if isinstance(exc, OSError) and exc.filename is not None:
+        return f"{exc.filename}: {exc.strerror or exc}"
+    text = str(exc).strip()
+    if "Original Traceback" in text:  # re-raised in the main process by a DataLoader
+        last = [line for line in text.splitlines() if line.strip()][-1].strip()
+        text = last.split(": ", 1)[1] if ": " in last else last
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _command_name(args: argparse.Namespace) -> str:
+    parts = [getattr(args, key, None) for key in ("command", "data_command", "format")]
+    return " ".join(p for p in parts if isinstance(p, str))
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the ``offroad`` command; returns the process exit code."""
+    """Run the ``offroad`` command; returns the process exit code (see the module docstring)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
     if not getattr(args, "func", None):
         parser.print_help()
-        return 2
+        return EXIT_BAD_INPUT
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
+    except Exception as exc:
+        if not _is_bad_input(exc):
+            raise  # a bug: traceback, exit status 1
+        print(f"offroad {_command_name(args)}: {one_line(exc)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
 
 
 if __name__ == "__main__":

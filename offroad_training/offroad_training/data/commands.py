@@ -4,7 +4,6 @@ group by :mod:`offroad_training.cli` (the data layer does not depend on the synt
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 
@@ -59,20 +58,14 @@ def register(subparsers: argparse._SubParsersAction) -> argparse._SubParsersActi
 
 def run_convert(args: argparse.Namespace) -> int:
     """Entry point of ``offroad data convert``."""
-    from offroad_training.data.adapters import AdapterError
     from offroad_training.data.convert import ConvertError, convert, summary
 
     if not 1 <= args.jpeg_quality <= 100:
-        print("offroad data convert: --jpeg-quality must be in 1..100", file=sys.stderr)
-        return 2
-    try:
-        stats = convert(args.dataset, args.root, args.out, base_size=args.base_size,
-                        jpeg_quality=args.jpeg_quality, workers=args.workers or None,
-                        restart=args.restart, progress=not args.no_progress,
-                        split_file=args.rugd_split)
-    except (AdapterError, ConvertError) as exc:
-        print(f"offroad data convert: {exc}", file=sys.stderr)
-        return 2
+        raise ConvertError("--jpeg-quality must be in 1..100")
+    stats = convert(args.dataset, args.root, args.out, base_size=args.base_size,
+                    jpeg_quality=args.jpeg_quality, workers=args.workers or None,
+                    restart=args.restart, progress=not args.no_progress,
+                    split_file=args.rugd_split)
     print(summary(stats))
     print(f"wrote {args.out}")
     return 0
@@ -80,15 +73,11 @@ def run_convert(args: argparse.Namespace) -> int:
 
 def run_merge(args: argparse.Namespace) -> int:
     """Entry point of ``offroad data merge``."""
-    from offroad_training.data.merge import MergeError, merge, parse_source
+    from offroad_training.data.merge import merge, parse_source
 
     splits = [s.strip() for s in args.train_splits.split(",") if s.strip()]
-    try:
-        result = merge([parse_source(s) for s in args.sources], args.out, val=args.val,
-                       train_splits=splits, copy=args.copy)
-    except MergeError as exc:
-        print(f"offroad data merge: {exc}", file=sys.stderr)
-        return 2
+    result = merge([parse_source(s) for s in args.sources], args.out, val=args.val,
+                   train_splits=splits, copy=args.copy)
     counts = ", ".join(f"{k} {v}" for k, v in result["counts"].items())
     print(f"merged {', '.join(result['sources'])}: {counts}; files {result['files']}")
     print(f"wrote {args.out}")

@@ -28,6 +28,7 @@ import json
 import logging
 import multiprocessing
 import os
+import shutil
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -36,6 +37,7 @@ from typing import Any
 import cv2
 
 from offroad_core.atomic import atomic_write_text
+from offroad_core.exit_codes import CommandError
 from offroad_training.data.adapters import Adapter, AdapterError, SourcePair, get_adapter
 from offroad_training.data.unified import (
     DEFAULT_JPEG_QUALITY,
@@ -52,7 +54,7 @@ PROGRESS_FILE = "progress.jsonl"
 PARAMS_FILE = "params.json"
 
 
-class ConvertError(ValueError):
+class ConvertError(CommandError, ValueError):
     """The conversion cannot start (bad root, changed options on resume, duplicate ids)."""
 
 
@@ -154,6 +156,9 @@ def convert(dataset: str, root: str | Path, out: str | Path,
     """
     started = time.perf_counter()
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ConvertError(f"--out {out} is a file, not a directory")
+    created = not out.exists()
     adapter = get_adapter(dataset, root, split_file)
     scan = adapter.scan()
     for p in scan.problems:
@@ -190,6 +195,12 @@ def convert(dataset: str, root: str | Path, out: str | Path,
             else:
                 skipped.append(record)
                 LOG.warning("skipped %s: %s", record["id"], record["reason"])
+    if not records:
+        if created:  # leave no empty dataset skeleton behind
+            shutil.rmtree(out, ignore_errors=True)
+        first = skipped[0]["reason"] if skipped else "no pair"
+        raise ConvertError(f"{root}: none of the {len(scan.pairs)} pairs could be converted "
+                           f"(first: {first}); nothing written to {out}")
     splits: dict[str, list[str]] = {}
     for pair in scan.pairs:
         if pair.item_id in records:

@@ -30,6 +30,7 @@ from typing import Any
 
 from offroad_core import ontology
 from offroad_core.atomic import atomic_path
+from offroad_core.exit_codes import CommandError
 from offroad_core.ontology import CLASS_NAMES
 from offroad_training.data.unified import (
     IMAGE_SUFFIX,
@@ -48,7 +49,7 @@ DEFAULT_VAL = "rellis3d:test"
 DEFAULT_TRAIN_SPLITS = ("train", "val")
 
 
-class MergeError(ValueError):
+class MergeError(CommandError, ValueError):
     """The sources cannot be merged (missing, other ontology, name clash, bad --val)."""
 
 
@@ -99,6 +100,8 @@ def merge(sources: Sequence[tuple[str | None, Path]], out: str | Path, val: str 
           ) -> dict[str, Any]:
     """Merge converted ``sources`` (``(name or None, root)``) into ``out``; return the stats."""
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise MergeError(f"--out {out} is a file, not a directory")
     expected_ontology = ontology.to_dict()
     named: dict[str, Path] = {}
     for name, root in sources:

@@ -47,6 +47,7 @@ import numpy as np
 
 from offroad_core import ontology
 from offroad_core.atomic import atomic_write_bytes, atomic_write_text
+from offroad_core.exit_codes import CommandError
 from offroad_core.ontology import CLASS_NAMES, IGNORE_INDEX, NUM_CLASSES
 
 IMAGES_DIR = "images"
@@ -65,7 +66,7 @@ _VALID_LABELS[:NUM_CLASSES] = True
 _VALID_LABELS[IGNORE_INDEX] = True
 
 
-class DatasetError(ValueError):
+class DatasetError(CommandError, ValueError):
     """A unified dataset file or split is missing or unusable (the message names path + cause)."""
 
 

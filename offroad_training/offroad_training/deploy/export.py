@@ -67,6 +67,8 @@ from offroad_core.contract import (
     ModelContract,
     write_contract,
 )
+from offroad_core.exit_codes import CommandError
+from offroad_training.outputs import check_output_file
 
 LOG = logging.getLogger(__name__)
 OPSET = 17
@@ -74,8 +76,15 @@ UPSAMPLE_MODES = ("bilinear", "nearest")
 KINDS = ("labels", "logits")
 
 
-class ExportError(RuntimeError):
+class ExportError(CommandError, RuntimeError):
     """The checkpoint cannot be exported, or the exported graph breaks the deploy contract."""
+
+
+def check_size(height: int, width: int) -> None:
+    """Refuse an input size that is not a positive multiple of 8 (DDRNet's output stride)."""
+    if height <= 0 or width <= 0 or height % 8 or width % 8:
+        raise ExportError(f"input size {width}x{height} (WxH) must be a positive multiple of 8 "
+                          "(DDRNet's output stride); 640x544 and 320x272 are")
 
 
 def deploy_module(model: Any, height: int, width: int, *, kind: str = "labels",
@@ -94,9 +103,7 @@ def deploy_module(model: Any, height: int, width: int, *, kind: str = "labels",
         raise ExportError(f"kind {kind!r} is not one of {KINDS}")
     if upsample not in UPSAMPLE_MODES:
         raise ExportError(f"upsample {upsample!r} is not one of {UPSAMPLE_MODES}")
-    if height % 8 or width % 8:
-        raise ExportError(f"input size {width}x{height} must be a multiple of 8 (DDRNet output "
-                          "stride); 640x544 and 320x272 are")
+    check_size(height, width)
 
     class Deploy(torch.nn.Module):
         def __init__(self) -> None:
@@ -141,6 +148,7 @@ def export_model(model: Any, out: str | Path, *, height: int = DEFAULT_HEIGHT,
     from offroad_core.atomic import atomic_write_bytes
     from offroad_core.provenance import provenance
 
+    check_output_file(out)
     base = contract or ModelContract()
     num_classes = int(model.num_classes)
     if num_classes != base.num_classes:
@@ -266,11 +274,15 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, *, height: int | 
     ``crop_width`` of its config; 544x640 if it records none); another size is exported as
     asked, with a warning (the model was not trained at it).
     """
-    from offroad_training.model.checkpoint import load_checkpoint
+    from offroad_training.model import checkpoint as checkpoints
 
-    model, config = load_checkpoint(checkpoint)
+    if height is not None or width is not None:
+        check_size(8 if height is None else height, 8 if width is None else width)
+    check_output_file(out)
+    model, config = checkpoints.load_checkpoint(checkpoint)
     trained = (config.get("crop_height"), config.get("crop_width"))
     size = (int(height or trained[0] or DEFAULT_HEIGHT), int(width or trained[1] or DEFAULT_WIDTH))
+    check_size(*size)
     if None not in trained and size != (int(trained[0]), int(trained[1])):
         LOG.warning("exporting %s at %dx%d (WxH) although it was trained at %dx%d: accuracy at "
                     "another size is not what training measured", checkpoint, size[1], size[0],

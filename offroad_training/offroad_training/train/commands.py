@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from pathlib import Path
 
 LOG = logging.getLogger(__name__)
@@ -49,17 +48,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_train(args: argparse.Namespace) -> int:
     """Entry point of ``offroad train``."""
-    from offroad_training.train.checkpoint import ResumeError
-    from offroad_training.train.config import ConfigError, load_config
+    from offroad_training.train.config import load_config
     from offroad_training.train.loop import train
 
     overrides = list(args.overrides) + (["fast=true"] if args.fast else [])
-    try:
-        cfg = load_config(args.config, overrides)
-        result = train(cfg, resume=args.resume, progress=not args.no_progress)
-    except (ConfigError, ResumeError) as exc:
-        print(f"offroad train: {exc}", file=sys.stderr)
-        return 2
+    cfg = load_config(args.config, overrides)
+    result = train(cfg, resume=args.resume, progress=not args.no_progress)
     if result.is_main:
         best = f"{result.best_miou:.4f}" if result.best_miou >= 0 else "not evaluated yet"
         print(f"step {result.step}, epoch {result.epoch}, best mIoU {best}; "
@@ -70,55 +64,41 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    """Entry point of ``offroad eval``."""
-    from offroad_core.evaluation import EvaluationError, evaluate
-    from offroad_training.data.unified import DatasetError, UnifiedDataset
+    """Entry point of ``offroad eval`` (bad input raises; ``offroad_training.cli`` reports it)."""
+    from offroad_core.evaluation import evaluate
+    from offroad_training.data.unified import UnifiedDataset
+    from offroad_training.outputs import check_output_file
 
-    try:
-        dataset = UnifiedDataset(args.data, args.split)
-    except DatasetError as exc:
-        print(f"offroad eval: {exc}", file=sys.stderr)
-        return 2
+    if args.out:
+        check_output_file(args.out)
+    dataset = UnifiedDataset(args.data, args.split)
     if args.onnx is not None:
-        from offroad_core.engine import EngineError, InferenceEngine
+        from offroad_core.engine import InferenceEngine
 
-        try:
-            engine = InferenceEngine(args.onnx, provider=args.provider,
-                                     num_threads=args.threads or None)
-        except EngineError as exc:
-            print(f"offroad eval: {exc}", file=sys.stderr)
-            return 2
-        contract = engine.contract
-        height, width, source = contract.height, contract.width, str(args.onnx)
+        engine = InferenceEngine(args.onnx, provider=args.provider,
+                                 num_threads=args.threads or None)
+        height, width = engine.contract.height, engine.contract.width
 
         def predict(rgb):
             return engine.run(rgb).labels
 
-        extra = {"onnx": source, "provider": engine.provider}
+        extra = {"onnx": str(args.onnx), "provider": engine.provider}
     else:
         import torch
 
-        from offroad_training.model.checkpoint import CheckpointError, load_checkpoint
+        from offroad_training.model.checkpoint import load_checkpoint
         from offroad_training.train.evaluation import torch_predictor
 
         if args.threads:
             torch.set_num_threads(args.threads)
-        try:
-            model, config = load_checkpoint(args.checkpoint)
-        except CheckpointError as exc:
-            print(f"offroad eval: {exc}", file=sys.stderr)
-            return 2
+        model, config = load_checkpoint(args.checkpoint)
         height = args.height or int(config.get("crop_height", 544))
         width = args.width or int(config.get("crop_width", 640))
         predict = torch_predictor(model, config.get("mean", [0.485, 0.456, 0.406]),
                                   config.get("std", [0.229, 0.224, 0.225]))
         extra = {"checkpoint": str(args.checkpoint)}
-    try:
-        result = evaluate(predict, dataset, limit=args.limit, height=height, width=width,
-                          progress=True)
-    except (EvaluationError, DatasetError) as exc:
-        print(f"offroad eval: {exc}", file=sys.stderr)
-        return 2
+    result = evaluate(predict, dataset, limit=args.limit, height=height, width=width,
+                      progress=True)
     print(result.table())
     if args.out:
         result.save_json(args.out, data=str(args.data), split=args.split, height=height,
