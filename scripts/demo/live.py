@@ -1,4 +1,4 @@
-"""Demo stage 8: a synthetic bag through the real segmentation and costmap nodes over DDS.
+"""Demo stage 9: a synthetic bag through the real segmentation and costmap nodes over DDS.
 
 Starts ``segmentation_node`` (provider ``qnn``: the context binary on the emulated HTP, CPU
 fallback disabled) and ``costmap_node`` as separate processes with the shipped replay

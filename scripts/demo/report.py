@@ -1,4 +1,4 @@
-"""Demo stage 9: one self-contained HTML page from the demo's outputs.
+"""Demo stage 10: one self-contained HTML page from the demo's outputs.
 
 Reads ``train/train_log.csv``, ``train/eval_log.csv``, ``quant_report/report.json`` and
 ``live/result.json`` under the demo output directory and writes ``report/index.html`` with
@@ -240,10 +240,28 @@ def _pictures(live: dict[str, Any] | None) -> str:
             "CAUTION, red BLOCKED/HAZARD, grey unknown.</p>" + "".join(parts))
 
 
+def _modes(ev: dict[str, Any] | None) -> str:
+    """Flat ground vs depth mode, offline on the same bag (``offroad evaluate-bag``)."""
+    if not ev or not ev.get("costmap"):
+        return "<p>No offline costmap evaluation.</p>"
+    rows = []
+    for name, c in (("flat ground (labels only)", ev["costmap"]),
+                    ("depth mode (depth image + LiDAR)", ev.get("costmap_depth"))):
+        if not c:
+            rows.append([name, None, None, None, None])
+            continue
+        rows.append([name, None if c["agreement"] is None else 100.0 * c["agreement"],
+                     None if c["coverage"] is None else 100.0 * c["coverage"],
+                     c["unsafe_cells"], c["compared_cells"]])
+    return _table(["mode", "agreement (% cells)", "coverage (%)", "unsafe cells",
+                   "cells compared"], rows)
+
+
 def write_report(out: Path, stage_seconds: dict[str, float]) -> Path:
     """Write ``out/report/index.html`` and its plots; return the HTML's path."""
     quant = _load_json(out / "quant_report" / "report.json")
     live = _load_json(out / "live" / "result.json")
+    bag_eval = _load_json(out / "bag_eval" / "report.json")
     report_dir = out / "report"
     body = [
         "<h1>Off-road perception demo: synthetic world, end to end</h1>",
@@ -256,6 +274,7 @@ def write_report(out: Path, stage_seconds: dict[str, float]) -> Path:
         _beside(_training(out), plot_training(out, report_dir), "training curves"),
         "<h2>Quantization health: FP32 vs QDQ vs HTP</h2>",
         _beside(_quantization(quant), plot_quant_iou(quant, report_dir), "per-class IoU"),
+        "<h2>Costmap modes on the bag (offline, FP32 model)</h2>", _modes(bag_eval),
         "<h2>Live replay through the nodes</h2>",
         _beside(_live(live), plot_live(live, report_dir), "per-frame latency and age"),
         "<h2>Frames</h2>", _pictures(live),
@@ -281,4 +300,11 @@ def summary_lines(out: Path) -> list[str]:
                  f"{live.get('frames_in_bag')} frames ({c.get('frames_dropped')} dropped), "
                  f"mIoU {_fmt(live.get('miou'))}, costmap agreement "
                  f"{_fmt(None if cm.get('agreement') is None else 100 * cm['agreement'])} %")
+    ev = _load_json(out / "bag_eval" / "report.json") or {}
+    modes = [(name, ev.get(key)) for name, key in (("flat", "costmap"),
+                                                   ("depth", "costmap_depth"))]
+    if any(c and c.get("agreement") is not None for _, c in modes):
+        lines.append("offline costmap agreement: " + ", ".join(
+            f"{name} {_fmt(100 * c['agreement'])} % (unsafe {c['unsafe_cells']})"
+            for name, c in modes if c and c.get("agreement") is not None))
     return lines

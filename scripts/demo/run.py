@@ -4,17 +4,20 @@ Stages (each one a real command of this repository, logged to ``OUT/logs/<stage>
 
 1. ``offroad data synth``        training/val dataset (unified format) from the synthetic world
 2. ``offroad data synth --bag``  a rosbag2 (mcap) of the robot driving through another world,
-                                 with ground-truth labels and top-down class maps
+                                 with a depth image, a LiDAR cloud, ground-truth labels and
+                                 top-down class maps (``--bag-relief``: its world's relief)
 3. ``offroad train``             DDRNet23-slim from scratch, ``configs/synthetic.yaml``
 4. ``offroad export onnx``       the deploy graph (uint8 NHWC in, uint8 labels + confidence out)
 5. ``offroad quantize``          INT8 QDQ (W8A8), calibrated on the training split
 6. ``offroad compile``           QNN context binary for the IQ-9075 (HTP v73, soc 77), CPU
                                  fallback disabled
 7. ``offroad quantize-report``   FP32 / QDQ / HTP (emulated) mIoU with THE evaluator
-8. live replay                   the bag through the real segmentation node (provider ``qnn``,
+8. ``offroad evaluate-bag``      both costmap modes offline on the bag (flat ground; depth
+                                 image + LiDAR, docs/depth.md), FP32 model on the CPU
+9. live replay                   the bag through the real segmentation node (provider ``qnn``,
                                  the context binary on the emulated HTP) and the real costmap
                                  node over DDS, outputs recorded and scored (``live.py``)
-9. report                        ``OUT/report/index.html`` (``report.py``)
+10. report                       ``OUT/report/index.html`` (``report.py``)
 
 Decisions (x86, 2 cores, under 20 minutes): the demo model runs at 272x320 (H x W), half the
 robot's 544x640, because the x86 HTP emulator needs ~1 s per frame at that size and ~4.3 s at
@@ -108,6 +111,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="training epochs (default: synthetic.yaml's)")
     p.add_argument("--calib", type=int, default=200, help="calibration images")
     p.add_argument("--eval-limit", type=int, default=50, help="val images in the quant report")
+    p.add_argument("--bag-relief", default="flat",
+                   help="relief of the bag's world (flat, gentle, rugged); the training data "
+                        "stays flat")
     p.add_argument("--seed", type=int, default=1)
     return p.parse_args(argv)
 
@@ -117,10 +123,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
-    for stale in ("train", "model", "quant_report", "live", "report"):
+    for stale in ("train", "model", "quant_report", "bag_eval", "live", "report"):
         shutil.rmtree(out / stale, ignore_errors=True)
     data, bag, model = out / "data", out / "synthetic_bag", out / "model"
-    stages = Stages(out, total=9)
+    stages = Stages(out, total=10)
     started = time.monotonic()
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     try:
@@ -133,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
             "synth_bag", "data", "synth", "--out", str(out / "bag_world"), "--restart",
             "--frames", str(args.bag_frames), "--size", f"{2 * args.width}x{2 * args.height}",
             "--seed", str(args.seed + 1000), "--bag", str(bag), "--rate", str(args.bag_rate),
-            "--storage", "mcap", "--no-progress")
+            "--storage", "mcap", "--relief", args.bag_relief, "--no-progress")
         train_set = [f"data_root={data}", f"out_dir={out / 'train'}",
                      f"crop_height={args.height}", f"crop_width={args.width}"]
         if args.epochs is not None:
@@ -159,6 +165,12 @@ def main(argv: list[str] | None = None) -> int:
             "--out", str(out / "quant_report" / "report.json"), ok_codes=(0, 3))
         if flagged:
             print("      QUANTIZATION DAMAGE FLAGGED: see the report", flush=True)
+        # both costmap modes (flat ground, depth image + LiDAR) offline on the same bag, with
+        # the FP32 model on the CPU: the modes differ by geometry, not by the model's runtime
+        stages.offroad(
+            "evaluate_bag", "evaluate-bag", str(bag), "--model", str(model / "model.onnx"),
+            "--params", str(REPO / "launch" / "config" / "replay.yaml"), "--provider", "cpu",
+            "--out", str(out / "bag_eval"), "--every", "1000")
         live_result = stages.call("live_replay", live.run_live, bag=bag,
                                   model=model / "model_ctx.onnx", out=out / "live",
                                   logs=stages.logs)
