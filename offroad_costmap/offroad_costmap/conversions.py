@@ -132,3 +132,19 @@ def labelled_cloud(points: DepthPoints, frame_id: str, stamp: Time) -> PointClou
     msg.point_step, msg.row_step = step, step * len(points.level)
     msg.data = data
     return msg
+
+
+def aligned_cloud(xyz: np.ndarray, frame_id: str, stamp: Time) -> PointCloud2:
+    """Organised PointCloud2 (height H, width W; x, y, z float32) of (H, W, 3) points."""
+    h, w = xyz.shape[:2]
+    flat = xyz.reshape(-1, 3)
+    fields, step, data = pack_cloud([("x", flat[:, 0]), ("y", flat[:, 1]), ("z", flat[:, 2])])
+    msg = PointCloud2()
+    msg.header = Header(stamp=stamp, frame_id=frame_id)
+    msg.height, msg.width = h, w
+    msg.fields = [PointField(name=f.name, offset=f.offset, datatype=f.datatype, count=1)
+                  for f in fields]
+    msg.is_bigendian, msg.is_dense = False, False
+    msg.point_step, msg.row_step = step, step * w
+    msg.data = data
+    return msg

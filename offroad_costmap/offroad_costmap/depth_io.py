@@ -32,6 +32,7 @@ from offroad_core.costmap.pointcloud import CloudError
 from offroad_core.node_runtime import ReasonLog
 from offroad_core.params import ConfigError
 from offroad_costmap.conversions import (
+    aligned_cloud,
     cloud_message,
     depth_message,
     intrinsics_from_camera_info,
@@ -75,7 +76,7 @@ class DepthIO:
         self._pipeline, self._problems = pipeline, problems
         self.modes: Counter[str] = Counter()
         self.last_mode = ""
-        self._pub = None
+        self._pub = self._aligned = None
         d = config.depth
         if d is None:
             return
@@ -95,6 +96,9 @@ class DepthIO:
         if config.publish_labelled_cloud:
             self._pub = node.create_publisher(PointCloud2, config.labelled_cloud_topic,
                                               CLOUD_QOS)
+        if d.depth:
+            self._aligned = node.create_publisher(PointCloud2, config.aligned_cloud_topic,
+                                                  CLOUD_QOS)
         if d.extrinsics == "tf":
             pipeline.depth.lookup = tf_lookup(node, d.base_frame)
 
@@ -131,11 +135,16 @@ class DepthIO:
         """Count the frame's mode; publish its labelled cloud (depth mode, base_link)."""
         self.modes[frame.mode] += 1
         self.last_mode = frame.mode
-        if self._pub is None or frame.depth is None:
+        if frame.depth is None:
             return
-        d = config.depth
-        points = frame.depth.points(d.labelled_min_level, d.labelled_max_points)
-        self._pub.publish(labelled_cloud(points, config.base_frame, stamp))
+        if self._pub is not None:
+            d = config.depth
+            points = frame.depth.points(d.labelled_min_level, d.labelled_max_points)
+            self._pub.publish(labelled_cloud(points, config.base_frame, stamp))
+        if self._aligned is not None and self._aligned.get_subscription_count() > 0:
+            xyz = frame.depth.aligned_points()
+            if xyz is not None:
+                self._aligned.publish(aligned_cloud(xyz, config.camera_frame, stamp))
 
     def diagnostics(self) -> dict[str, str]:
         """Diagnostics values of the depth mode (empty when it is off)."""

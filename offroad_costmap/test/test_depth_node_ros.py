@@ -100,9 +100,12 @@ def test_depth_and_lidar_give_the_cores_grid_and_labelled_cloud_and_bad_input_is
         cloud_pub = peer.node.create_publisher(PointCloud2, "lidar/points", qos)
         points: list = []
         peer.node.create_subscription(PointCloud2, "costmap/labelled_points", points.append, qos)
+        aligned: list = []
+        peer.node.create_subscription(PointCloud2, "costmap/aligned_points", aligned.append, qos)
         peer.wait_for_node(proc)
         assert peer.spin(20, lambda: depth_pub.get_subscription_count() > 0
-                         and cloud_pub.get_subscription_count() > 0)
+                         and cloud_pub.get_subscription_count() > 0
+                         and peer.node.count_publishers("/costmap/aligned_points") > 0)
         peer.send_info()
         peer.send_camera_info()
         info_pub.publish(CameraInfo(width=CAMERA.width, height=CAMERA.height,
@@ -141,6 +144,16 @@ def test_depth_and_lidar_give_the_cores_grid_and_labelled_cloud_and_bad_input_is
         np.testing.assert_array_equal(got["class"], ref.labels)
         np.testing.assert_array_equal(got["level"], ref.level)
         assert msg.header.frame_id == "base_link" and (got["level"] >= 3).all()
+        # the pixel-aligned cloud (semantic segmentation layer): the labels' size, optical frame
+        assert peer.spin(5, lambda: any(a.header.stamp == stamp for a in aligned))
+        organised = next(a for a in aligned if a.header.stamp == stamp)
+        assert (organised.height, organised.width) == labels.shape
+        assert organised.header.frame_id == "camera_optical_frame"
+        xyz = np.stack(cloud_xyz(tuple(Field(f.name, f.offset, f.datatype, f.count)
+                                       for f in organised.fields), organised.width,
+                                 organised.height, organised.point_step, organised.row_step,
+                                 bytes(organised.data), False), 1)
+        np.testing.assert_array_equal(xyz.reshape(*labels.shape, 3), want.depth.aligned_points())
         _, diag = peer.latest_diagnostics()
         assert diag["last_grid_mode"] == "depth" and diag["grids_depth_mode"] == "1"
 

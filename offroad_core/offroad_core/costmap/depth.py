@@ -190,6 +190,16 @@ class DepthProjector:
         z += self.origin[2]
         return col, row, z, index
 
+    def aligned(self, depth: np.ndarray) -> np.ndarray:
+        """(H, W, 3) float32 optical-frame points of every label pixel (NaN: no return), the
+        pixel-aligned cloud of the labels (built on first use)."""
+        intr = self.camera.intrinsics
+        if not hasattr(self, "_optical"):
+            rays = intr.pixel_rays_optical(intr.pixel_grid())
+            self._optical = (rays / rays[:, 2:3]).astype(np.float32)
+        out = self._optical * depth.reshape(-1, 1)
+        return out.reshape(intr.height, intr.width, 3)
+
     def points(self, depth: np.ndarray, index: np.ndarray) -> np.ndarray:
         """(len(index), 3) float32 base_link points of the kept pixels ``index`` (positions
         in :attr:`kept`)."""

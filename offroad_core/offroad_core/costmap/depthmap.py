@@ -89,6 +89,15 @@ class DepthResult:
         self._sources, self._projector = sources, projector
         self._confidence, self._table = confidence, table
 
+    def aligned_points(self) -> np.ndarray | None:
+        """(H, W, 3) float32 points of the depth image at the label pixels in the camera's
+        optical frame (NaN: no return), or None without a depth image this frame: the
+        pixel-aligned cloud Nav2's semantic segmentation layer takes with the label image."""
+        for src in self._sources:
+            if src.depth is not None:
+                return self._projector.aligned(src.depth)
+        return None
+
     def points(self, min_level: int = 1, max_points: int | None = None) -> DepthPoints:
         """The points whose level is at least ``min_level`` (3: the lethal ones), evenly
         thinned to at most ``max_points``."""

@@ -168,6 +168,10 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               choices=("lethal", "all")),
     ParamSpec("labelled_cloud_max_points", 50000, "more points are thinned evenly", low=1,
               high=10000000),
+    ParamSpec("aligned_cloud_topic", "costmap/aligned_points", "output organised PointCloud2 "
+              "(x, y, z float32, camera_frame) of the depth image at the label pixels, NaN "
+              "without return, stamped like the labels (Nav2 semantic segmentation layer); "
+              "published only while subscribed"),
 )
 
 
