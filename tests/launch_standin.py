@@ -84,24 +84,19 @@ class LaunchConfiguration(Recorded):
         return context.launch_configurations[self.name]
 
 
-class OpaqueFunction(Recorded):
-    pass
+class OpaqueFunction(Recorded): ...
 
 
-class RegisterEventHandler(Recorded):
-    pass
+class RegisterEventHandler(Recorded): ...
 
 
-class OnProcessExit(Recorded):
-    pass
+class OnProcessExit(Recorded): ...
 
 
-class Shutdown(Recorded):
-    pass
+class Shutdown(Recorded): ...
 
 
-class Node(Recorded):
-    pass
+class Node(Recorded): ...
 
 
 class ParameterValue(Recorded):
@@ -259,12 +254,12 @@ def evaluate_file(path: str | Path, arguments: dict[str, str] | None = None,
     return json.loads(done.stdout)
 
 
-def start(node: dict, **popen: Any) -> Any:
+def start(node: dict) -> Any:
     """Start a rendered node's command line as launch would (output piped, text)."""
     import subprocess
 
     return subprocess.Popen(node["cmd"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, **popen)
+                            text=True)
 
 
 def shut_down(procs: list[Any], timeout: float = 20.0) -> list[str]:

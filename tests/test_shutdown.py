@@ -13,9 +13,8 @@ imports, model load, DDS discovery), some cycles get a second signal shortly aft
 (Ctrl-C pressed twice, launch's SIGINT -> SIGTERM escalation) and some start with SIGTERM.
 Every non-zero exit is counted with its output; the count must be 0.
 
-Not covered: a signal in the first moments of a process, before its console script has run
-any of our code (interpreter start, entry-point lookup; the summary prints how long that
-took): no Python program can defer a signal sooner (offroad_core.node_signals).
+Not covered: a signal before the console script runs our code (interpreter start, entry-point
+lookup; the summary prints how long that takes): no Python program can defer it sooner.
 """
 
 from __future__ import annotations
@@ -86,9 +85,9 @@ KINDS = {
 class Plan:
     """When and how one process is stopped."""
 
-    first: int  # signal number
-    after_ready: bool  # False: during start-up, the delay counts from the moment the process
-    delay: float  # catches SIGTERM (its signals are deferred: see _deferred)
+    first: int  # signal number; after_ready False: during start-up (delay from _deferred)
+    after_ready: bool
+    delay: float
     second: int | None = None
     second_delay: float = 0.0
 
@@ -112,8 +111,7 @@ class Outcome:
 
 
 def _deferred(pid: int) -> bool:
-    """True once the process catches SIGTERM (Python alone never does: the console script's
-    first act is to defer SIGINT/SIGTERM, see offroad_core.node_signals)."""
+    """True once the process catches SIGTERM: its console script deferred the stop signals."""
     try:
         status = Path(f"/proc/{pid}/status").read_text()
     except OSError:
@@ -135,8 +133,7 @@ class Flood:
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def __enter__(self) -> Flood:
-        self._thread.start()
-        return self
+        return self._thread.start() or self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
@@ -206,7 +203,7 @@ def write_bag(path: Path, frames: int = 40, rate_hz: float = 20.0) -> Path:
     from rosbags.typesys import Stores, get_typestore
 
     ts = get_typestore(Stores.ROS2_JAZZY)
-    t = ts.types
+    t, k = ts.types, np.array([W / 2, 0, W / 2, 0, W / 2, H / 2, 0, 0, 1.0])
     with Writer(path, version=8) as writer:
         image = writer.add_connection("/camera/image_raw", "sensor_msgs/msg/Image", typestore=ts)
         info = writer.add_connection("/camera/camera_info", "sensor_msgs/msg/CameraInfo",
@@ -220,12 +217,11 @@ def write_bag(path: Path, frames: int = 40, rate_hz: float = 20.0) -> Path:
             writer.write(image, ns, ts.serialize_cdr(t["sensor_msgs/msg/Image"](
                 header=header, height=H, width=W, encoding="rgb8", is_bigendian=0, step=W * 3,
                 data=pixels), "sensor_msgs/msg/Image"))
+            roi = t["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0,
+                                                        width=0, do_rectify=False)
             writer.write(info, ns, ts.serialize_cdr(t["sensor_msgs/msg/CameraInfo"](
                 header=header, height=H, width=W, distortion_model="plumb_bob", d=np.zeros(5),
-                k=np.array([W / 2, 0, W / 2, 0, W / 2, H / 2, 0, 0, 1.0]), r=np.eye(3).ravel(),
-                p=np.zeros(12), binning_x=0, binning_y=0,
-                roi=t["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0,
-                                                          width=0, do_rectify=False)),
+                k=k, r=np.eye(3).ravel(), p=np.zeros(12), binning_x=0, binning_y=0, roi=roi),
                 "sensor_msgs/msg/CameraInfo"))
     return path
 
