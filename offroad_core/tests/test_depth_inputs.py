@@ -164,3 +164,19 @@ def test_stamp_pairing_reports_unpaired_and_missing_sources():
     assert err.value.reason == "cloud_missing_fields"
     with pytest.raises(DepthError):
         sync.add_depth(DepthMessage(10.3, "cam", "bgr8", 1, 1, 3, b"\0\0\0"))
+
+
+def test_clouds_move_with_the_robot_between_their_stamp_and_the_labels():
+    from offroad_core.costmap.depthmode import planar_motion
+    from offroad_core.costmap.fusion import Pose2D, PoseHistory
+
+    poses = PoseHistory(5.0)
+    poses.add(0.0, Pose2D(0.0, 0.0, 0.0))
+    poses.add(1.0, Pose2D(2.0, 0.0, math.pi / 2))       # 2 m forward, turned left 90 deg
+    moved = planar_motion(poses)(0.5, 1.0)               # cloud at 0.5 s, labels at 1.0 s
+    # at 0.5 s the robot was at (1, 0) heading 45 deg; a point 1 m ahead of it then is at
+    # odom (1 + cos 45, sin 45), seen from the pose at 1.0 s (2, 0, 90 deg)
+    x, y, z = moved.apply(np.float32([1.0]), np.float32([0.0]), np.float32([0.3]))
+    ox, oy = 1 + math.cos(math.pi / 4) - 2.0, math.sin(math.pi / 4)
+    np.testing.assert_allclose([x[0], y[0], z[0]], [oy, -ox, 0.3], atol=1e-6)
+    assert planar_motion(poses)(-3.0, 1.0) is None       # not covered: no correction
