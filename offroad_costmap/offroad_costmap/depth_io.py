@@ -90,7 +90,7 @@ class DepthIO:
             sub(CameraInfo, config.depth_camera_info_topic,
                 guard("depth_camera_info", self._on_depth_info), qos)
         for topic in d.clouds:
-            sub(PointCloud2, topic, guard(f"cloud {topic}", self._cloud_callback(topic)), qos)
+            sub(PointCloud2, topic, guard("cloud", self._cloud_callback(topic)), qos)
         if d.confidence:
             sub(Image, config.confidence_topic, guard("confidence", self._on_confidence), qos)
         if config.publish_labelled_cloud:
