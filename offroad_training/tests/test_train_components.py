@@ -202,14 +202,17 @@ def test_domain_gap_augmentations_change_the_image_only(tmp_path):
     def roughness(x):
         return float(np.abs(np.diff(x.astype(np.float32), axis=1)).mean())
 
-    assert roughness(blur_rgb) < 0.6 * roughness(base_rgb)  # noise image: blur smooths it
+    # noise image: blur smooths it (measured ratio 0.045)
+    assert roughness(blur_rgb) < 0.6 * roughness(base_rgb)
     shadow_rgb, shadow_labels = TrainAugment(
         AugmentParams(**still, shadow_p=1.0, shadow_intensity=[0.5, 0.5]), 48, 64)(img, lab, 3)
     darker = shadow_rgb.astype(np.int32).sum(2) < base_rgb.astype(np.int32).sum(2)
-    assert 0.02 < darker.mean() < 0.9  # a region, not the whole frame
+    assert 0.02 < darker.mean() < 0.9  # a region, not the whole frame (measured 0.40)
     ratio = shadow_rgb[darker].astype(np.float32).sum() / base_rgb[darker].astype(
         np.float32).sum()
-    assert ratio == pytest.approx(0.5, abs=0.05)  # intensity 0.5 halves the brightness
+    # intensity 0.5 about halves the brightness (measured 0.465: the darkening is not an exact
+    # RGB factor)
+    assert 0.35 < ratio < 0.65
     assert np.array_equal(gray_labels, base_labels) and np.array_equal(shadow_labels,
                                                                        base_labels)
     c = load_config(config_path("seed_full.yaml"))
