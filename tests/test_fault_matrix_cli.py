@@ -3,9 +3,8 @@ unwritable inputs and outputs of every command. Each must exit 2 with exactly on
 the problem, and leave nothing half-written (no output file, no temporary file). Real
 processes, four at a time.
 
-``test_cli_defects_owned_elsewhere`` lists cases that still end in a traceback; their fixes
-belong to the commands' owners (training and deployment commands). The cases are strict
-xfail: once a fix lands the test fails, and the case moves into the matrix.
+``test_output_paths_are_checked_before_the_work``: an ``--out`` that names a directory or lies
+under a file is refused before any quantization or compilation runs.
 """
 
 import subprocess
@@ -177,8 +176,7 @@ def test_offroad_command_fault_matrix(files, pytestconfig):
     pytest.param(["compile", "--qdq", "{model}", "--fp16", "--out", "{text}/c.onnx"],
                  "not a directory", id="compile-out-under-a-file"),
 ])
-@pytest.mark.xfail(strict=True, reason="traceback, exit 1: fix owned by the command's owner")
-def test_cli_defects_owned_elsewhere(files, args, needle):
+def test_output_paths_are_checked_before_the_work(files, args, needle):
     names = {k: str(v) for k, v in files.items()} | {"missing": str(files["root"] / "missing")}
     result = run([a.format(**names) for a in args])
     problems = outcome(result, needle, files["root"], None)

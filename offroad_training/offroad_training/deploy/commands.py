@@ -12,6 +12,9 @@ import json
 import sys
 from pathlib import Path
 
+from offroad_core.exit_codes import CommandError
+from offroad_training.outputs import check_output_file
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the deployment subcommands."""
@@ -118,10 +121,11 @@ def run_quantize(args: argparse.Namespace) -> int:
     from offroad_training.deploy.quantize import QuantizeError, quantize_dataset
 
     try:
+        check_output_file(args.out)
         dataset = UnifiedDataset(args.calib, args.split)
         out = quantize_dataset(args.onnx, dataset, args.out, num=args.num, seed=args.seed,
                                precision=args.precision, source=f"{args.calib}:{args.split}")
-    except (QuantizeError, ContractError, DatasetError) as exc:
+    except (QuantizeError, ContractError, DatasetError, CommandError) as exc:
         return _fail("quantize", exc)
     print(f"wrote {out}")
     return 0
@@ -133,10 +137,11 @@ def run_compile(args: argparse.Namespace) -> int:
     from offroad_training.deploy.compile import CompileError, compile_context
 
     try:
+        check_output_file(args.out)
         result = compile_context(args.qdq, args.out, soc_model=args.soc_model,
                                  htp_arch=args.htp_arch,
                                  precision="fp16" if args.fp16 else None)
-    except (CompileError, ContractError) as exc:
+    except (CompileError, ContractError, CommandError) as exc:
         return _fail("compile", exc)
     print(f"wrote {result.model} + {result.binary.name} ({result.qnn.precision}, "
           f"sha256 {result.qnn.binary_sha256[:12]}, {result.seconds:.1f} s)")
@@ -150,11 +155,12 @@ def run_report(args: argparse.Namespace) -> int:
     from offroad_training.deploy.report import ReportError, quantize_report, write_report
 
     try:
+        check_output_file(args.out)
         dataset = UnifiedDataset(args.data, args.split)
         report = quantize_report(args.fp32, dataset, qdq=args.qdq, ctx=args.ctx,
                                  limit=args.limit, threshold=args.threshold,
                                  near_zero=args.near_zero)
-    except (ReportError, DatasetError, EngineError) as exc:
+    except (ReportError, DatasetError, EngineError, CommandError) as exc:
         return _fail("quantize-report", exc)
     json_path, md_path = write_report(report, args.out)
     print(md_path.read_text())
@@ -170,9 +176,10 @@ def run_hub(args: argparse.Namespace) -> int:
     from offroad_training.deploy.hub import HubError, hub_compile
 
     try:
+        check_output_file(args.out)
         result = hub_compile(args.onnx, args.out, device=args.device, calib=args.calib,
                              num=args.num, profile=not args.no_profile)
-    except HubError as exc:
+    except (HubError, CommandError) as exc:
         return _fail("hub", exc)
     print(f"wrote {result.model} + {result.binary.name}")
     return 0
