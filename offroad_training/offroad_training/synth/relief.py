@@ -176,13 +176,15 @@ def _smoothstep(x: np.ndarray) -> np.ndarray:
     return x * x * (3.0 - 2.0 * x)
 
 
-def _noise(rng: np.random.Generator, ny: int, nx: int, sizes: tuple[float, ...]) -> np.ndarray:
-    """Smooth noise (ny, nx) at HEIGHT_RESOLUTION, unit std, feature sizes ``sizes`` (m)."""
+def smooth_noise(rng: np.random.Generator, ny: int, nx: int, sizes: tuple[float, ...],
+                 resolution: float = HEIGHT_RESOLUTION) -> np.ndarray:
+    """Smooth noise (ny, nx) on a grid of ``resolution`` m, unit std, feature sizes ``sizes``
+    (m): octaves of bicubically upsampled white noise, each half the weight of the last."""
     out = np.zeros((ny, nx), np.float32)
     weight = 1.0
     for size in sizes:
-        gy = max(2, int(ny * HEIGHT_RESOLUTION / size) + 2)
-        gx = max(2, int(nx * HEIGHT_RESOLUTION / size) + 2)
+        gy = max(2, int(ny * resolution / size) + 2)
+        gx = max(2, int(nx * resolution / size) + 2)
         coarse = rng.standard_normal((gy, gx)).astype(np.float32)
         out += weight * cv2.resize(coarse, (nx, ny), interpolation=cv2.INTER_CUBIC)
         weight *= 0.5
@@ -204,7 +206,7 @@ def generate_height_field(seed: int, spec: ReliefSpec, extent: tuple[float, floa
 
     terrain = np.zeros((ny, nx), np.float32)
     if spec.hills > 0:
-        terrain += spec.hills * _noise(rng, ny, nx, (30.0, 14.0))
+        terrain += spec.hills * smooth_noise(rng, ny, nx, (30.0, 14.0))
     if spec.slope > 0:
         for _ in range(2):
             wavelength, angle = rng.uniform(60.0, 150.0), rng.uniform(0, 2 * math.pi)
@@ -237,7 +239,7 @@ def generate_height_field(seed: int, spec: ReliefSpec, extent: tuple[float, floa
     band = 1.0 - _smoothstep((np.abs(lateral) - half - 0.5) / 3.0)
     heights = terrain + band * (profile[None, :] - terrain) + (1.0 - band) * features
     if spec.roughness > 0:
-        heights += (spec.roughness * (1.0 - 0.75 * band)) * _noise(rng, ny, nx, (1.5, 0.6))
+        heights += (spec.roughness * (1.0 - 0.75 * band)) * smooth_noise(rng, ny, nx, (1.5, 0.6))
     field0 = HeightField(heights.astype(np.float32), float(x_min), float(y_min))
     heights -= np.float32(field0.height(np.array([0.0]), np.array([0.0]))[0])
     edge = np.minimum(np.minimum(xs - x_min, x_max - xs)[None, :],

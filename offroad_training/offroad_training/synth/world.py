@@ -51,6 +51,7 @@ from offroad_training.synth.relief import (
     ReliefSpec,
     generate_height_field,
     relief_spec,
+    smooth_noise,
 )
 
 __all__ = ["DYNAMIC", "OBSTACLE", "ROUGH", "SHADOW_RESOLUTION", "SKY", "SMOOTH", "TEXTURE_SIZE",
@@ -114,9 +115,9 @@ class SyntheticWorld:
         lateral = np.abs(ys[:, None] - centre[None, :]).astype(np.float32)  # (ny, nx)
 
         fields = np.empty((ny, nx, 4), dtype=np.float32)
-        fields[..., F_ROUGH] = _value_noise(rng, ny, nx, (18, 7))
-        fields[..., F_CLEARING] = _value_noise(rng, ny, nx, (30, 10))
-        fields[..., F_TRACK_ROUGH] = _value_noise(rng, ny, nx, (10, 4))
+        fields[..., F_ROUGH] = smooth_noise(rng, ny, nx, (18, 7), FIELD_RESOLUTION)
+        fields[..., F_CLEARING] = smooth_noise(rng, ny, nx, (30, 10), FIELD_RESOLUTION)
+        fields[..., F_TRACK_ROUGH] = smooth_noise(rng, ny, nx, (10, 4), FIELD_RESOLUTION)
         # Rough shoulders on some worlds: raise the rough field just outside the track.
         shoulder = float(rng.uniform(0.0, 1.2))
         fields[..., F_ROUGH] += shoulder * np.exp(-((lateral - half - 0.6) / 0.7) ** 2)
@@ -227,20 +228,6 @@ def _track(rng: np.random.Generator, x_min: float, x_max: float
     slope0 = np.interp(0.0, xs, np.gradient(ys, xs))
     ys -= np.interp(0.0, xs, ys) + slope0 * xs * np.exp(-(xs / 30.0) ** 2)
     return xs, ys
-
-
-def _value_noise(rng: np.random.Generator, ny: int, nx: int, cells: tuple[float, ...]
-                 ) -> np.ndarray:
-    """Smooth noise (ny, nx), roughly zero mean and unit std, with feature sizes ``cells`` (m)."""
-    out = np.zeros((ny, nx), dtype=np.float32)
-    weight = 1.0
-    for size in cells:
-        gy = max(2, int(ny * FIELD_RESOLUTION / size) + 2)
-        gx = max(2, int(nx * FIELD_RESOLUTION / size) + 2)
-        coarse = rng.standard_normal((gy, gx)).astype(np.float32)
-        out += weight * cv2.resize(coarse, (nx, ny), interpolation=cv2.INTER_CUBIC)
-        weight *= 0.5
-    return out / max(float(out.std()), 1e-6)
 
 
 def _water_field(rng: np.random.Generator, xs: np.ndarray, ys: np.ndarray,
