@@ -66,17 +66,24 @@ def obstacle_hit(o: Obstacle, origin: np.ndarray, dx: np.ndarray, dy: np.ndarray
     return np.where(ok, t0, np.inf).astype(np.result_type(dx.dtype, np.float32))
 
 
-def obstacle_normals(o: Obstacle, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
-    """(N, 3) outward unit normals of the prism at surface points (top cap: +z)."""
+def side_frame(o: Obstacle, x: np.ndarray, y: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Side of the prism at points (x, y) on it: outward normal (nx, ny) and the coordinate
+    ``u`` (m) along the side (arc length on a cylinder, the face's own axis on a box)."""
     if o.is_cylinder:
         nx, ny = (x - o.x) / o.radius, (y - o.y) / o.radius
-    else:
-        c, s = math.cos(o.yaw), math.sin(o.yaw)
-        lx, ly = c * (x - o.x) + s * (y - o.y), -s * (x - o.x) + c * (y - o.y)
-        xface = np.abs(lx) / o.half_x > np.abs(ly) / o.half_y
-        lnx = np.where(xface, np.sign(lx), 0.0)
-        lny = np.where(xface, 0.0, np.sign(ly))
-        nx, ny = c * lnx - s * lny, s * lnx + c * lny
+        return nx, ny, np.arctan2(ny, nx) * o.radius
+    c, s = math.cos(o.yaw), math.sin(o.yaw)
+    lx, ly = c * (x - o.x) + s * (y - o.y), -s * (x - o.x) + c * (y - o.y)
+    xface = np.abs(lx) / o.half_x > np.abs(ly) / o.half_y
+    lnx = np.where(xface, np.sign(lx), 0.0)
+    lny = np.where(xface, 0.0, np.sign(ly))
+    return c * lnx - s * lny, s * lnx + c * lny, np.where(xface, ly, lx)
+
+
+def obstacle_normals(o: Obstacle, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """(N, 3) outward unit normals of the prism at surface points (top cap: +z)."""
+    nx, ny, _ = side_frame(o, x, y)
     top = z >= o.top - 1e-3
     n = np.stack([np.where(top, 0.0, nx), np.where(top, 0.0, ny), np.where(top, 1.0, 0.0)], 1)
     return n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)

@@ -9,6 +9,7 @@ import math
 import cv2
 import numpy as np
 
+from offroad_training.synth.raycast import side_frame
 from offroad_training.synth.world import (
     DYNAMIC,
     SHADOW_RESOLUTION,
@@ -109,17 +110,7 @@ def shade_obstacle(app, tex: TexSampler, o: Obstacle, hit: tuple, t: np.ndarray
     hx, hy, hz = hit
     n = len(t)
     top = hz >= o.top - 1e-3
-    if o.is_cylinder:
-        nx, ny = (hx - o.x) / o.radius, (hy - o.y) / o.radius
-        u = np.arctan2(ny, nx) * o.radius
-    else:
-        c, s = math.cos(o.yaw), math.sin(o.yaw)
-        lx, ly = c * (hx - o.x) + s * (hy - o.y), -s * (hx - o.x) + c * (hy - o.y)
-        xface = np.abs(lx) / o.half_x > np.abs(ly) / o.half_y
-        lnx = np.where(xface, np.sign(lx), 0.0)
-        lny = np.where(xface, 0.0, np.sign(ly))
-        nx, ny = c * lnx - s * lny, s * lnx + c * lny
-        u = np.where(xface, ly, lx)
+    nx, ny, u = side_frame(o, hx, hy)
     v = hz - o.base
     c1, c2, c3 = (np.asarray(col, np.float32) for col in (o.color, o.color2, o.color3))
     kind = o.kind
