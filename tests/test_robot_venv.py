@@ -10,6 +10,7 @@ from pip's cache after ``make setup``; about a minute), the nodes run from this 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -46,7 +47,10 @@ def robot_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
     pip = [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check",
            "-c", str(ROOT / "requirements" / "constraints.txt")]
     _run([*pip, *ROS_RUNTIME, "setuptools<80"], timeout=900)
-    _run([*pip, str(ROOT / "offroad_core[qnn]")], timeout=900)
+    source = venv.parent / "offroad_core"  # a copy: building in the tree would leave build/
+    shutil.copytree(ROOT / "offroad_core", source, ignore=shutil.ignore_patterns(
+        "tests", "build", "*.egg-info", "__pycache__"))
+    _run([*pip, f"{source}[qnn]"], timeout=900)
     probe = ("import importlib.util as u; print([m for m in " + repr(TRAINING_ONLY)
              + " if u.find_spec(m)])")
     assert _run([str(python), "-c", probe], cwd=venv).stdout.strip() == "[]"

@@ -1,4 +1,4 @@
-"""THE inference engine: one onnxruntime session over a model that follows the deploy contract.
+"""The inference engine: one onnxruntime session over a model that follows the deploy contract.
 
 Shared by the segmentation node, ``offroad eval``, the quantisation report and the bag tools,
 so a frame gives the same labels offline and on the robot.

@@ -1,4 +1,4 @@
-"""THE evaluator: per-class IoU, mIoU, pixel accuracy and the confusion matrix.
+"""The evaluator: per-class IoU, mIoU, pixel accuracy and the confusion matrix.
 
 One function scores every stage of the chain the same way: the PyTorch checkpoint during
 training and in ``offroad eval``, the float ONNX, the QDQ model, the HTP context binary and the

@@ -1,4 +1,4 @@
-"""THE image conversion module: REP-118 encodings and compressed images <-> RGB numpy arrays.
+"""The image conversion module: REP-118 encodings and compressed images <-> RGB numpy arrays.
 
 Pure functions, no ROS import. The segmentation node, the bag tools, the evaluator and the
 calibration code all go through here, so one frame is converted the same way everywhere.
@@ -36,7 +36,7 @@ Zero copy: ``rgb8`` input is returned as a read-only view of the message buffer 
 all); every other encoding costs exactly one conversion pass. Callers that need to write into
 the result must copy it.
 
-The module is longer than the project's 350-line guide on purpose: it is THE codec (decoding,
+The module is longer than the project's 350-line guide on purpose: it is the one codec (decoding,
 its size limit, encoding and the one resize), so no caller converts a frame differently.
 """
 
@@ -353,7 +353,8 @@ def encode_compressed(rgb: np.ndarray, fmt: str = "jpeg", quality: int = 90) -> 
 
 
 def resize_to_model(rgb: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Resize an RGB image to the model input size: THE resize of node, evaluation, calibration.
+    """Resize an RGB image to the model input size (the one resize of node, evaluation and
+    calibration).
 
     Shrinking in both directions is area averaging (anti-aliased), enlarging is bilinear:
 

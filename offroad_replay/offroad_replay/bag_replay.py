@@ -1,6 +1,6 @@
 """Replay a rosbag2 (sqlite3 or mcap) into the live ROS graph: the bag reading and scheduling
 logic, without rclpy. The thin publisher is :mod:`offroad_replay.replay_node`
-(``offroad replay BAG`` / ``bag_replay``); it exists for machines without ``ros2 bag play``
+(``offroad replay BAG`` / ``replay``); it exists for machines without ``ros2 bag play``
 (the PyPI ROS wheels have no rosbag2). On the robot, ``ros2 bag play`` is the tool of choice.
 
 Decisions (what a user of ``ros2 bag play`` expects, written down):

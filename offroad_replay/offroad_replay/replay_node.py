@@ -1,4 +1,4 @@
-"""``offroad replay BAG`` / ``bag_replay``: the thin rclpy publisher over :mod:`.bag_replay`.
+"""``offroad replay BAG`` / ``replay``: the thin rclpy publisher over :mod:`.bag_replay`.
 
 One node (``offroad_bag_replay``), one publisher per replayed topic (raw CDR), ``/clock``.
 Exit status: 0 done or stopped (SIGINT/SIGTERM, e.g. by launch: a stop is not a crash, the
@@ -147,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The replay options (shared by ``offroad replay`` and ``bag_replay``)."""
+    """The replay options (shared by ``offroad replay`` and ``replay``)."""
     parser.add_argument("bag", help="rosbag2 directory (metadata.yaml) or a .db3/.mcap file")
     parser.add_argument("--rate", type=float, default=1.0, help="playback speed factor")
     parser.add_argument("--loop", action="store_true", help="play again from the start "
@@ -192,7 +192,7 @@ def register(subparsers: Any) -> None:
 
 def _run_with_ros_args(args: argparse.Namespace) -> int:
     # Never let rcl read sys.argv: it would take "--remap a:=b" for a (deprecated) ROS remap.
-    program = sys.argv[0] if sys.argv else "bag_replay"
+    program = sys.argv[0] if sys.argv else "replay"
     args.ros_args = [program, "--ros-args", *args.ros_args] if args.ros_args else [program]
     return run(args)
 
@@ -202,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     SIGINT/SIGTERM once the exit status is decided."""
     defer_stop_signals()
     try:
-        parser = argparse.ArgumentParser(prog="bag_replay",
+        parser = argparse.ArgumentParser(prog="replay",
                                          description=__doc__.splitlines()[0])
         add_arguments(parser)
         return _run_with_ros_args(parser.parse_args(argv))

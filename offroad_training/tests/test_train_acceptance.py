@@ -55,7 +55,7 @@ def _log(path: Path) -> list[dict]:
 
 def _chance_miou(root: Path, height: int, width: int) -> float:
     """mIoU of the better of two guessers on the val split: uniform random labels, and the
-    best single constant class (measured with THE evaluator at the training's eval size)."""
+    best single constant class (the project's evaluator at the training's eval size)."""
     from offroad_core.evaluation import evaluate
 
     dataset = unified.UnifiedDataset(root, "val")

@@ -11,7 +11,7 @@ Stages (each one a real command of this repository, logged to ``OUT/logs/<stage>
 5. ``offroad quantize``          INT8 QDQ (W8A8), calibrated on the training split
 6. ``offroad compile``           QNN context binary for the IQ-9075 (HTP v73, soc 77), CPU
                                  fallback disabled
-7. ``offroad quantize-report``   FP32 / QDQ / HTP (emulated) mIoU with THE evaluator
+7. ``offroad quantize-report``   FP32 / QDQ / HTP (emulated) mIoU with the project's evaluator
 8. ``offroad evaluate-bag``      both costmap modes offline on the bag (flat ground; depth
                                  image + LiDAR, docs/depth.md), FP32 model on the CPU
 9. live replay                   the bag through the real segmentation node (provider ``qnn``,

@@ -1,4 +1,4 @@
-"""THE PointCloud2 <-> numpy conversion, on a message's raw fields (no ROS import).
+"""The one PointCloud2 <-> numpy conversion, on a message's raw fields (no ROS import).
 
 The costmap node (``offroad_costmap.conversions`` wraps these for ``sensor_msgs/PointCloud2``),
 the offline bag evaluator (``rosbags`` messages) and the tests all go through here, so a cloud

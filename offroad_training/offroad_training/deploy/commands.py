@@ -68,7 +68,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "quantize-report", help="per-class IoU of FP32 vs QDQ vs HTP context binary; flags "
                                 "classes destroyed by quantisation (exit 3)",
         description="Evaluate the FP32 ONNX (CPU), the QDQ model (CPU) and the context binary "
-                    "(QNN HTP, emulated on x86) with THE evaluator; write JSON and Markdown.")
+                    "(QNN HTP, emulated on x86) with the project's evaluator; write JSON and "
+                    "Markdown.")
     r.add_argument("--fp32", type=Path, required=True)
     r.add_argument("--qdq", type=Path)
     r.add_argument("--ctx", type=Path, help="EPContext model")

@@ -1,8 +1,9 @@
 """``offroad quantize-report``: did quantisation destroy a class?
 
 Scores the FP32 ONNX model (CPU), the QDQ model (CPU) and the QNN context binary (QNN EP,
-HTP backend, emulated on x86_64) with THE evaluator (:func:`offroad_core.evaluation.evaluate`)
-through :class:`offroad_core.engine.InferenceEngine`, on the same images in the same order.
+HTP backend, emulated on x86_64) with the project's evaluator
+(:func:`offroad_core.evaluation.evaluate`) through :class:`offroad_core.engine.InferenceEngine`,
+on the same images in the same order.
 
 For each quantised model and class: IoU, delta to FP32 in points, and a flag when
 

@@ -29,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     e = subparsers.add_parser(
         "eval", help="per-class IoU, mIoU and confusion matrix of a checkpoint or ONNX model",
-        description="THE evaluator (offroad_core.evaluation) on a unified dataset split.")
+        description="The project's evaluator (offroad_core.evaluation) on a unified dataset split.")
     src = e.add_mutually_exclusive_group(required=True)
     src.add_argument("--checkpoint", type=Path, help="best_model.pth / last.pth")
     src.add_argument("--onnx", type=Path, help="ONNX model (through the inference engine)")

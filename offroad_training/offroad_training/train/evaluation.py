@@ -1,4 +1,4 @@
-"""Scoring a torch model with THE evaluator (:mod:`offroad_core.evaluation`), in one process or
+"""Scoring a torch model with the evaluator (:mod:`offroad_core.evaluation`), in one process or
 sharded over the ranks of a torchrun job (each rank scores every ``world_size``-th image, the
 confusion matrices are summed: the same result as one process)."""
 
