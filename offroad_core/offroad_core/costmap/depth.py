@@ -27,8 +27,10 @@ the flat-ground footprint), never where a pixel covers more than an eighth of a 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from offroad_core.camera import MAX_IMAGE_SIDE, Camera, CameraIntrinsics
@@ -78,9 +80,8 @@ def decode_depth(encoding: str, height: int, width: int, step: int,
     rows = buf[: step * height].reshape(height, step)[:, : width * bpp]
     raw = np.ascontiguousarray(rows).view(dtype).reshape(height, width)
     if bpp == 2:
-        depth = raw.astype(np.float32)
-        invalid = depth == 0
-        depth *= np.float32(0.001)
+        depth = np.multiply(raw, np.float32(0.001), dtype=np.float32)
+        invalid = raw == 0
         negative = 0
     else:
         depth = raw.astype(np.float32)
@@ -88,7 +89,7 @@ def decode_depth(encoding: str, height: int, width: int, step: int,
             valid = depth > 0
             negative = int(np.count_nonzero(depth < 0))
         invalid = ~(valid & np.isfinite(depth))
-    depth[invalid] = np.nan
+    np.copyto(depth, np.float32(np.nan), where=invalid)
     return DepthImage(depth, int(np.count_nonzero(invalid)), negative)
 
 
@@ -150,45 +151,135 @@ def thinned_pixels(camera: Camera, resolution: float) -> np.ndarray:
     return np.flatnonzero(keep)
 
 
+_NO_FLOAT = 0x7F800000
+"""Bit pattern of +inf: above every positive finite float32 (their bit patterns are ordered)."""
+_MAX_FLOAT = 0x7F7FFFFF
+Holds = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+def _first_bits(holds: Holds, guess: np.ndarray) -> np.ndarray:
+    """Per element the bit pattern of the smallest positive float32 ``d`` for which
+    ``holds(d, elements)`` is true, for predicates monotone in ``d`` (false, then true);
+    :data:`_NO_FLOAT` where it never holds. Bisection over the bit patterns, bracketed around
+    ``guess`` (float64, the analytic threshold) where the predicate confirms the bracket."""
+    n = len(guess)
+    every = np.arange(n)
+    lo = np.zeros(n, np.uint32)                          # holds(lo) taken as false
+    hi = np.full(n, _NO_FLOAT, np.uint32)                # holds(hi) taken as true
+
+    def at(bits: np.ndarray, idx: np.ndarray) -> np.ndarray:
+        return holds(bits.view(np.float32), idx)
+
+    first = at(np.full(n, 1, np.uint32), every)          # already at the smallest depth
+    never = ~first & ~at(np.full(n, _MAX_FLOAT, np.uint32), every)
+    hi[first] = 1
+    lo[never] = _MAX_FLOAT
+    with np.errstate(invalid="ignore", over="ignore"):
+        g0 = np.float32(guess * (1 - 2.0 ** -12)).view(np.uint32)
+        g1 = np.float32(guess * (1 + 2.0 ** -12)).view(np.uint32)
+    idx = np.flatnonzero(~first & ~never & (guess > 0) & (g0 >= 1) & (g1 < _NO_FLOAT))
+    good = ~at(g0[idx], idx) & at(g1[idx], idx)
+    lo[idx[good]], hi[idx[good]] = g0[idx[good]], g1[idx[good]]
+    idx = np.flatnonzero(hi - lo > 1)
+    while len(idx):
+        mid = lo[idx] + (hi[idx] - lo[idx]) // 2
+        ok = at(mid, idx)
+        hi[idx[ok]] = mid[ok]
+        lo[idx[~ok]] = mid[~ok]
+        idx = idx[hi[idx] - lo[idx] > 1]
+    return hi
+
+
+def _inside_bits(gain: np.ndarray, offset: np.float32, cells: int) -> tuple[np.ndarray,
+                                                                            np.ndarray]:
+    """(first, stop) bit patterns of the depths ``d`` whose grid coordinate plus one,
+    ``float32(float32(d * gain) + offset)``, truncates into 1..cells: exactly the depths
+    ``first <= bits(d) < stop`` (the coordinate is monotone in ``d``: an interval)."""
+    top = np.float32(cells + 1)
+    up, down = gain > 0, gain < 0
+
+    def coord(d: np.ndarray, idx: np.ndarray) -> np.ndarray:
+        with np.errstate(over="ignore", invalid="ignore"):
+            c = np.multiply(d, gain[idx])
+            c += offset
+        return c
+
+    def reached(d: np.ndarray, idx: np.ndarray) -> np.ndarray:   # at or past the start
+        c = coord(d, idx)
+        return np.where(up[idx], c >= 1, np.where(down[idx], c < top, True))
+
+    def passed(d: np.ndarray, idx: np.ndarray) -> np.ndarray:    # past the end
+        c = coord(d, idx)
+        inside = (c >= 1) & (c < top)
+        return np.where(up[idx], c >= top, np.where(down[idx], c < 1, ~inside))
+
+    g = gain.astype(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        near, far = (1.0 - float(offset)) / g, (float(top) - float(offset)) / g
+    return (_first_bits(reached, np.where(up, near, far)),
+            _first_bits(passed, np.where(up, far, near)))
+
+
 class DepthProjector:
-    """Label-pixel depths -> base_link points and grid coordinates (module docstring)."""
+    """Label-pixel depths -> base_link points and grid cells (module docstring)."""
 
     def __init__(self, camera: Camera, geometry: GridGeometry, max_range: float,
                  thinning: bool = True) -> None:
         """Directions of the used label pixels of ``camera`` (intrinsics at the label size):
-        all of them, or those :func:`thinned_pixels` keeps."""
-        self.camera = camera
+        all of them, or those :func:`thinned_pixels` keeps; per pixel the interval of depths
+        that give a point inside the grid and within ``max_range``."""
+        self.camera, self.geometry = camera, geometry
         intr = camera.intrinsics
-        self.kept = thinned_pixels(camera, geometry.resolution) if thinning else \
-            np.arange(intr.width * intr.height)
+        n = intr.width * intr.height
+        self.kept = thinned_pixels(camera, geometry.resolution) if thinning else np.arange(n)
         rays = intr.pixel_rays_optical(intr.pixel_grid()[self.kept])
         base = (rays / rays[:, 2:3]) @ camera.pose.rotation_optical.T     # optical z = 1
-        self.direction = np.ascontiguousarray(base.T, dtype=np.float32)   # (3, kept)
+        self.direction = np.zeros((3, n), np.float32)                     # per label pixel
+        self.direction[:, self.kept] = base.T
+        self.z_gain = self.direction[2].copy()
         self.origin = camera.pose.translation.astype(np.float32)
         res = geometry.resolution
         o = camera.pose.translation
-        self.col_gain = (base[:, 0] / res).astype(np.float32)
-        self.row_gain = (base[:, 1] / res).astype(np.float32)
+        self.col_gain = np.zeros(n, np.float32)
+        self.row_gain = np.zeros(n, np.float32)
+        self.col_gain[self.kept] = base[:, 0] / res
+        self.row_gain[self.kept] = base[:, 1] / res
         self.col_offset = np.float32((o[0] - geometry.origin_x) / res + 1.0)
         self.row_offset = np.float32((o[1] - geometry.origin_y) / res + 1.0)
         with np.errstate(divide="ignore"):
-            self.limit = (max_range / np.hypot(base[:, 0], base[:, 1])).astype(np.float32)
+            limit = (max_range / np.hypot(base[:, 0], base[:, 1])).astype(np.float32)
+        # d is used when lo <= d <= hi: a return (NaN compares false) within max_range whose
+        # cell is inside the grid (the same float32 operations as :meth:`cells`, so exact)
+        c0, c1 = _inside_bits(self.col_gain[self.kept], self.col_offset, geometry.nx)
+        r0, r1 = _inside_bits(self.row_gain[self.kept], self.row_offset, geometry.ny)
+        first = np.maximum(np.maximum(c0, r0), np.uint32(1))
+        last = np.minimum(np.minimum(c1, r1) - np.uint32(1), limit.view(np.uint32))
+        self.lo = np.full(n, np.inf, np.float32)      # pixels not kept: never used
+        self.hi = np.zeros(n, np.float32)
+        self.lo[self.kept] = first.view(np.float32)
+        self.hi[self.kept] = last.view(np.float32)
+        self._mask = np.empty(n, np.uint8)
+        self._used = np.empty(n, bool)
 
-    def grid_coords(self, depth: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray,
-                                                      np.ndarray]:
-        """(col + 1, row + 1, z, index) of the kept pixels whose depth is a return within
-        ``max_range``, from the (H * W,) depth at the label pixels; ``index``: their positions
-        in :attr:`kept`."""
-        d = depth if len(self.kept) == len(depth) else np.take(depth, self.kept)
-        index = np.flatnonzero(d <= self.limit)         # NaN (no return) compares false
-        d = d[index]
-        col = np.multiply(d, self.col_gain[index])
+    def cells(self, depth: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(pixels, cell, z) of the used pixels whose depth is a return within ``max_range``
+        and inside the grid, from the (H * W,) float32 depth at the label pixels: their label
+        pixel indices (ascending), flat output cells and base_link heights."""
+        g = self.geometry
+        mask = cv2.inRange(depth, self.lo, self.hi, dst=self._mask)    # NaN is outside
+        pixels = np.flatnonzero(np.greater(mask, 0, out=self._used))
+        d = depth[pixels]
+        col = np.multiply(d, self.col_gain[pixels])
         col += self.col_offset
-        row = np.multiply(d, self.row_gain[index])
+        row = np.multiply(d, self.row_gain[pixels])
         row += self.row_offset
-        z = np.multiply(d, self.direction[2, index])
+        z = np.multiply(d, self.z_gain[pixels])
         z += self.origin[2]
-        return col, row, z, index
+        cell = row.astype(np.int32)
+        cell *= np.int32(g.nx)
+        cell += col.astype(np.int32)
+        cell -= np.int32(g.nx + 1)                   # (row + 1, col + 1) -> row * nx + col
+        return pixels, cell, z
 
     def aligned(self, depth: np.ndarray) -> np.ndarray:
         """(H, W, 3) float32 optical-frame points of every label pixel (NaN: no return), the
@@ -200,12 +291,11 @@ class DepthProjector:
         out = self._optical * depth.reshape(-1, 1)
         return out.reshape(intr.height, intr.width, 3)
 
-    def points(self, depth: np.ndarray, index: np.ndarray) -> np.ndarray:
-        """(len(index), 3) float32 base_link points of the kept pixels ``index`` (positions
-        in :attr:`kept`)."""
-        d = depth[self.kept[index]]
-        out = np.empty((len(index), 3), np.float32)
+    def points(self, depth: np.ndarray, pixels: np.ndarray) -> np.ndarray:
+        """(len(pixels), 3) float32 base_link points of the used label pixels ``pixels``."""
+        d = depth[pixels]
+        out = np.empty((len(pixels), 3), np.float32)
         for axis in range(3):
-            np.multiply(self.direction[axis, index], d, out=out[:, axis])
+            np.multiply(self.direction[axis, pixels], d, out=out[:, axis])
             out[:, axis] += self.origin[axis]
         return out

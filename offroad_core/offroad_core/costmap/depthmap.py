@@ -105,9 +105,9 @@ class DepthResult:
         for src in self._sources:
             used = src.batch.level >= min_level
             index = src.batch.index[used]
-            if src.depth is not None:             # index: positions in the projector's kept
+            if src.depth is not None:             # index: label pixels
                 xyz = self._projector.points(src.depth, index)
-                pixel = self._projector.kept[index]
+                pixel = index
                 labels = src.labels[pixel]
             else:
                 xyz = np.stack([c[index] for c in src.xyz], axis=1).astype(np.float32)
@@ -162,9 +162,8 @@ class DepthCostmap:
         depth = self._depth(paired, report)
         sources: list[_Source] = []
         if depth is not None:
-            col, row, z, index = self.projector.grid_coords(depth)
-            batch = self.fuser.batch(col, row, z, flat[self.projector.kept[index]])
-            batch.index = index[batch.index]
+            pixels, cell, z = self.projector.cells(depth)
+            batch = self.fuser.batch_cells(cell, z, flat[pixels], pixels)
             sources.append(_Source("depth", batch, flat, None, depth=depth))
         hidden = 0
         for msg in paired.clouds:

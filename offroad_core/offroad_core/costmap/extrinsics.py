@@ -76,11 +76,13 @@ class Rigid:
         a shared machine's cores."""
         r = self.rotation.astype(np.float32)
         t = self.translation.astype(np.float32)
+        x, y, z = (np.ascontiguousarray(c) for c in (x, y, z))
+        tmp = np.empty_like(x)
         out = []
         for i in range(3):
-            v = x * r[i, 0]
-            v += y * r[i, 1]
-            v += z * r[i, 2]
+            v = np.multiply(x, r[i, 0])
+            v += np.multiply(y, r[i, 1], out=tmp)
+            v += np.multiply(z, r[i, 2], out=tmp)
             v += t[i]
             out.append(v)
         return out[0], out[1], out[2]

@@ -41,6 +41,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from offroad_core.costmap.categories import NUM_LEVELS, CategoryValues, LabelTable
@@ -110,40 +111,39 @@ class TerrainFuser:
         compliant = np.asarray(compliant_values, bool) & ~table.vertical
         self.code_lut = (table.levels | table.vertical.astype(np.uint8) * _VERTICAL_BIT
                          | compliant.astype(np.uint8) * _COMPLIANT_BIT).astype(np.uint8)
-        codes = np.arange(256)
-        level = codes & 7
-        self._level_lut = np.where(level == 0, rules.geometry_only_level, level).astype(np.uint8)
-        limit = np.where(codes >= _COMPLIANT_BIT, rules.compliant_max_height, rules.max_step)
-        limit[(codes & _VERTICAL_BIT) > 0] = np.inf
-        self._limit_lut = limit.astype(np.float32)
-        # ground bins: rigid points in [0, n), compliant in [n, 2n), vertical ones in [2n, 3n)
-        n = self.n_terrain
-        self._ground_lut = np.where(codes >= _COMPLIANT_BIT, n, 0).astype(np.intp)
-        self._ground_lut[(codes & _VERTICAL_BIT) > 0] = 2 * n
+        self._point_lut = _point_lut(rules)
+        self._thresholds = tuple(np.float32(t) for t in (
+            rules.max_step, rules.compliant_max_height, rules.clearance_height))
         self._value_lut = values.level_lut()
-        self._slope = math.tan(math.radians(rules.max_slope_deg)) * self.terrain_resolution
+        self._slope = np.float32(math.tan(math.radians(rules.max_slope_deg))
+                                 * self.terrain_resolution)
+        rows, cols = np.divmod(np.arange(geometry.num_cells), geometry.nx)
+        self.terrain_of_cell = (rows // k) * self.ntx + cols // k
 
     def batch(self, colf: np.ndarray, rowf: np.ndarray, z: np.ndarray,
               labels: np.ndarray) -> Batch:
         """A batch from fractional output-grid coordinates **plus one** (col + 1, row + 1:
         truncation is then a floor for every point that can be inside), heights and labels."""
-        g, k = self.geometry, self.rules.factor
+        g = self.geometry
         with np.errstate(invalid="ignore"):
             ci = colf.astype(np.int32)
             ri = rowf.astype(np.int32)
         ci -= 1
         ri -= 1
         keep = np.flatnonzero((ci.view(np.uint32) < g.nx) & (ri.view(np.uint32) < g.ny))
-        ci = ci[keep].astype(np.intp)
-        ri = ri[keep].astype(np.intp)
-        cell = ri * g.nx
-        cell += ci
-        if k == 1:
-            tcell = cell
-        else:
-            tcell = (ri // k) * self.ntx
-            tcell += ci // k
-        return Batch(z[keep], cell, tcell, np.take(self.code_lut, labels[keep]), keep)
+        cell = ri[keep]
+        cell *= np.int32(g.nx)
+        cell += ci[keep]
+        return self.batch_cells(cell, z[keep], labels[keep], keep)
+
+    def batch_cells(self, cell: np.ndarray, z: np.ndarray, labels: np.ndarray,
+                    index: np.ndarray) -> Batch:
+        """A batch from int32 flat output cells (all inside the grid), heights, label values
+        (uint8) and the points' index in their source."""
+        tcell = cell.astype(np.intp)
+        if self.rules.factor > 1:
+            tcell = np.take(self.terrain_of_cell, tcell)
+        return Batch(z, cell, tcell, lut8(self.code_lut, labels), index)
 
     def batch_xyz(self, xyz: np.ndarray, labels: np.ndarray) -> Batch:
         """A batch from (N, 3) float32 ``base_link`` points."""
@@ -158,36 +158,38 @@ class TerrainFuser:
         g, r = self.geometry, self.rules
         hard, soft, ground = self._ground(batches)
         low = _cross_min(ground).ravel()
-        counts = np.zeros(g.num_cells * NUM_LEVELS, np.int64)
         stepped = np.zeros(self.n_terrain, bool)
+        slots = g.num_cells * _LEVEL_SLOTS
+        seen = np.zeros(slots, bool) if r.min_support == 1 else np.zeros(slots, np.int64)
         for b in batches:
             h = np.take(low, b.tcell)
             np.subtract(b.z, h, out=h)                    # -inf without a ground estimate
-            level = np.take(self._level_lut, b.code)
-            with np.errstate(invalid="ignore"):
-                blocked = h > np.take(self._limit_lut, b.code)
-                level[blocked] = np.maximum(level[blocked], BLOCKED_LEVEL)
-                stepped[b.tcell[blocked]] = True
-                level[h > r.clearance_height] = 0
-            key = b.cell * NUM_LEVELS
-            key += level
-            counts += np.bincount(key, minlength=len(counts))
+            point = lut8(self._point_lut, _classify(h, b.code, self._thresholds))
+            level = np.bitwise_and(point, np.uint8(7))
+            blocked = np.flatnonzero(point >= _BLOCKED_FLAG)
+            if len(blocked):
+                stepped[np.take(b.tcell, blocked)] = True
+            key = np.left_shift(b.cell, 3, dtype=np.int32)
+            key |= level
+            key = key.astype(np.intp)
+            if r.min_support == 1:                      # a level is supported by any point
+                seen[key] = True
+            else:
+                seen += np.bincount(key, minlength=slots)
             b.level = level
-        counts = counts.reshape(-1, NUM_LEVELS)
-        cell_level = np.zeros(g.num_cells, np.uint8)
-        for value in range(1, NUM_LEVELS):          # ascending: the worst supported level wins
-            cell_level[counts[:, value] >= r.min_support] = value
+        present = seen if r.min_support == 1 else seen >= r.min_support
+        cell_level = lut8(_WORST_LEVEL, _pack_slots(present))
         # a terrain cell holding a step, a rock or a wall is blocked whole; its raised mean is
         # no ground: the slope of its neighbours is measured without it
         stepped = stepped.reshape(self.nty, self.ntx)
         hard[stepped] = np.inf
         soft[stepped] = np.inf
-        steep = self._steep(hard) | self._steep(soft) | stepped
+        steep = self._steep(hard, soft)
+        steep |= stepped
         if steep.any():
-            k = r.factor
-            steep_cells = np.kron(steep, np.ones((k, k), bool))[: g.ny, : g.nx].ravel()
-            hit = steep_cells & (cell_level > 0)
-            cell_level[hit] = np.maximum(cell_level[hit], BLOCKED_LEVEL)
+            hit = np.take(steep.ravel(), self.terrain_of_cell)
+            hit &= cell_level > 0
+            np.copyto(cell_level, np.maximum(cell_level, np.uint8(BLOCKED_LEVEL)), where=hit)
         levels = cell_level.reshape(g.ny, g.nx)
         return FusedGrid(levels, np.take(self._value_lut, levels))
 
@@ -198,41 +200,110 @@ class TerrainFuser:
         One weighted bincount per batch gives both sums and counts: each point weighs
         ``OFFSET + z`` (OFFSET = 2^24 m), so a bin holds ``count x OFFSET + sum(z)``; while
         |sum(z)| < OFFSET / 2 (10^5 points at 80 m) the count is exact, and float64 keeps the
-        sum to 1e-4 m."""
+        sum to 1e-4 m. Bins: rigid points in [0, n), vertical ones in [n, 2n) (not used),
+        compliant ones in [2n, 3n): the code's vertical and compliant bits over 8."""
         n = self.n_terrain
         total = np.zeros(3 * n)
         for b in batches:
-            bins = np.take(self._ground_lut, b.code)
+            bins = np.right_shift(b.code, 3).astype(np.intp)
+            bins *= n
             bins += b.tcell
             weights = np.add(b.z, _OFFSET, dtype=np.float64)
             total += np.bincount(bins, weights=weights, minlength=3 * n)
-        count = np.floor(total / _OFFSET + 0.5)
+        total = np.concatenate([total[:n], total[2 * n:]])
+        count = total / _OFFSET
+        count += 0.5
+        np.floor(count, out=count)
         with np.errstate(invalid="ignore", divide="ignore"):
-            mean = ((total - count * _OFFSET) / count).astype(np.float32)
+            mean = total - count * _OFFSET
+            mean /= count
+        mean = mean.astype(np.float32)
         mean[count == 0] = np.inf
-        hard, soft = mean[:n], mean[n: 2 * n]
-        ground = np.where(np.isfinite(hard), hard, soft)
+        hard, soft = mean[:n], mean[n:]
+        ground = hard.copy()
+        np.copyto(ground, soft, where=hard == np.inf)
         shape = (self.nty, self.ntx)
         return hard.reshape(shape), soft.reshape(shape), ground.reshape(shape)
 
-    def _steep(self, ground: np.ndarray) -> np.ndarray:
-        """Terrain cells steeper than ``max_slope_deg`` (module docstring): the grade along x
-        and along y over ``SLOPE_BASELINE`` (central differences, or the one-sided one where
-        only one side is observed), combined as a gradient."""
+    def _steep(self, hard: np.ndarray, soft: np.ndarray) -> np.ndarray:
+        """Terrain cells whose rigid or compliant ground is steeper than ``max_slope_deg``
+        (module docstring): the grade along x and along y over ``SLOPE_BASELINE`` (central
+        differences, or the one-sided one where only one side is observed), combined as a
+        gradient; both estimates at once."""
         k = max(1, round(SLOPE_BASELINE / 2 / self.terrain_resolution))
+        both = np.stack([hard, soft])
         grades = []
-        for axis in (0, 1):
-            a = np.moveaxis(ground, axis, 0)
+        for axis in (1, 2):
+            a = np.moveaxis(both, axis, 1)
             with np.errstate(invalid="ignore"):
-                diff = np.abs(a[k:] - a[:-k]) / k          # inf - inf = nan: unobserved
+                diff = np.abs(a[:, k:] - a[:, :-k])       # inf - inf = nan: unobserved
+            diff /= np.float32(k)
             diff[~np.isfinite(diff)] = np.nan
             fwd = np.full(a.shape, np.nan, np.float32)
             bwd = np.full(a.shape, np.nan, np.float32)
-            fwd[:-k], bwd[k:] = diff, diff
-            grade = np.where(np.isnan(fwd) | np.isnan(bwd), np.fmax(fwd, bwd), (fwd + bwd) / 2)
-            grades.append(np.moveaxis(grade, 0, axis))
-        grade = np.hypot(np.nan_to_num(grades[0]), np.nan_to_num(grades[1]))
-        return grade > self._slope
+            fwd[:, :-k], bwd[:, k:] = diff, diff
+            grade = np.fmax(fwd, bwd)                    # one side (or none: nan)
+            fwd += bwd
+            fwd /= np.float32(2)
+            np.copyto(grade, fwd, where=~np.isnan(fwd))   # both sides: central
+            grades.append(np.nan_to_num(np.moveaxis(grade, 1, axis), copy=False))
+        steep = np.hypot(grades[0], grades[1]) > self._slope
+        return steep[0] | steep[1]
+
+
+_CODES = 32
+"""Label codes: level (bits 0-2), vertical (bit 3), compliant (bit 4)."""
+_LEVEL_SLOTS = 8
+_BLOCKED_FLAG = 8
+_GATHER_BITS = np.uint64(0x0102040810204080)
+
+
+def _pack_slots(present: np.ndarray) -> np.ndarray:
+    """(cells * 8,) bool -> (cells,) uint8, one bit per slot: the top byte of the product of
+    the 8 bytes (0 or 1) of a cell with a constant collects them (no carries reach it)."""
+    v = np.multiply(present.view(np.uint64), _GATHER_BITS)
+    return np.right_shift(v, np.uint64(56)).astype(np.uint8)
+
+
+_WORST_LEVEL = np.zeros(256, np.uint8)
+"""Packed slots of a cell (:func:`_pack_slots`) -> the worst present level 1..4 (0: none)."""
+for _slots in range(256):
+    _bools = np.array([_slots >> _i & 1 for _i in range(_LEVEL_SLOTS)], bool)
+    _WORST_LEVEL[_pack_slots(_bools)[0]] = max(
+        [v for v in range(1, NUM_LEVELS) if _bools[v]], default=0)
+
+
+def lut8(table: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """``table[values]`` for a (256,) uint8 table: one OpenCV pass for uint8 values."""
+    if values.dtype != np.uint8 or values.ndim != 1 or len(values) == 0:
+        return np.take(table, values)
+    return cv2.LUT(np.ascontiguousarray(values), table).reshape(-1)
+
+
+def _point_lut(rules: TerrainRules) -> np.ndarray:
+    """(256,) uint8: a point's level (bits 0-2) and whether geometry blocks it (bit 3), by
+    label code (bits 0-4) plus its height above ground over ``max_step`` (bit 5),
+    ``compliant_max_height`` (bit 6) and ``clearance_height`` (bit 7)."""
+    index = np.arange(256)
+    code = index & (_CODES - 1)
+    level = code & 7
+    level = np.where(level == 0, rules.geometry_only_level, level)
+    vertical, compliant = (code & _VERTICAL_BIT) > 0, (code & _COMPLIANT_BIT) > 0
+    over_step, over_compliant = (index & 32) > 0, (index & 64) > 0
+    blocked = ~vertical & np.where(compliant, over_compliant, over_step)
+    level = np.where(blocked, np.maximum(level, BLOCKED_LEVEL), level)
+    level = np.where((index & 128) > 0, 0, level)        # above the clearance: ignored
+    return (level | blocked * _BLOCKED_FLAG).astype(np.uint8)
+
+
+def _classify(h: np.ndarray, code: np.ndarray, thresholds: tuple) -> np.ndarray:
+    """Index of :func:`_point_lut`: label code plus the three height bits."""
+    out = code.copy()
+    for bit, threshold in zip((5, 6, 7), thresholds, strict=True):
+        over = np.greater(h, threshold).view(np.uint8)
+        np.multiply(over, np.uint8(1 << bit), out=over)
+        out |= over
+    return out
 
 
 def _cross_min(a: np.ndarray) -> np.ndarray:
