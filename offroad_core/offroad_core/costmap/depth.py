@@ -37,6 +37,7 @@ from offroad_core.camera import MAX_IMAGE_SIDE, Camera, CameraIntrinsics
 from offroad_core.costmap.grid import GridGeometry
 
 DEPTH_ENCODINGS = {"16uc1": (2, "<u2"), "mono16": (2, "<u2"), "32fc1": (4, "<f4")}
+_NAN_BITS = np.float32(np.nan).view(np.uint32)
 
 
 class DepthError(ValueError):
@@ -80,7 +81,8 @@ def decode_depth(encoding: str, height: int, width: int, step: int,
     rows = buf[: step * height].reshape(height, step)[:, : width * bpp]
     raw = np.ascontiguousarray(rows).view(dtype).reshape(height, width)
     if bpp == 2:
-        depth = np.multiply(raw, np.float32(0.001), dtype=np.float32)
+        depth = raw.astype(np.float32)
+        depth *= np.float32(0.001)
         invalid = raw == 0
         negative = 0
     else:
@@ -89,7 +91,8 @@ def decode_depth(encoding: str, height: int, width: int, step: int,
             valid = depth > 0
             negative = int(np.count_nonzero(depth < 0))
         invalid = ~(valid & np.isfinite(depth))
-    np.copyto(depth, np.float32(np.nan), where=invalid)
+    bits = depth.view(np.uint32)                  # NaN where invalid: its bits, or-ed in
+    np.bitwise_or(bits, _NAN_BITS, out=bits, where=invalid)
     return DepthImage(depth, int(np.count_nonzero(invalid)), negative)
 
 

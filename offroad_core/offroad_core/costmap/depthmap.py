@@ -182,20 +182,35 @@ class DepthCostmap:
 
     def _cloud_batch(self, xyz: tuple[np.ndarray, np.ndarray, np.ndarray],
                      labels: np.ndarray) -> Batch:
-        """Terrain batch of base_link points; points beyond max_range (horizontal, from the
-        camera) or not finite are left out."""
+        """Terrain batch of base_link points; points outside the grid, beyond max_range
+        (horizontal, from the camera) or not finite are left out."""
         x, y, z = xyz
         g, o = self.geometry, self.projector.origin
         inv = np.float32(1.0 / g.resolution)
-        col = (x - np.float32(g.origin_x)) * inv + np.float32(1.0)
-        row = (y - np.float32(g.origin_y)) * inv + np.float32(1.0)
+        col = x - np.float32(g.origin_x)
+        col *= inv
+        col += np.float32(1.0)
+        row = y - np.float32(g.origin_y)
+        row *= inv
+        row += np.float32(1.0)
         dx, dy = x - o[0], y - o[1]
-        dist2 = dx * dx
-        dist2 += dy * dy
+        dx *= dx
+        dy *= dy
+        dx += dy
         with np.errstate(invalid="ignore"):
-            bad = ~(dist2 <= np.float32(self.settings.max_range ** 2)) | ~np.isfinite(z)
-        col[bad] = np.nan
-        return self.fuser.batch(col, row, z, labels)
+            ci = col.astype(np.int32)
+            ri = row.astype(np.int32)
+            ok = dx <= np.float32(self.settings.max_range ** 2)
+        ci -= 1
+        ri -= 1
+        ok &= ci.view(np.uint32) < g.nx
+        ok &= ri.view(np.uint32) < g.ny
+        ok &= np.isfinite(z)
+        keep = np.flatnonzero(ok)
+        cell = ri[keep]
+        cell *= np.int32(g.nx)
+        cell += ci[keep]
+        return self.fuser.batch_cells(cell, z[keep], labels[keep], keep)
 
     def _depth(self, paired: Paired, report: Report) -> np.ndarray | None:
         """Depth at the label pixels (flat float32, NaN = none), or None when unusable."""

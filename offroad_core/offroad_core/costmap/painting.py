@@ -27,9 +27,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from offroad_core.camera import Camera
+from offroad_core.costmap.extrinsics import combine
 
 MIN_DEPTH = 0.05  # m: points closer to the optical centre than this are not projected
 
@@ -57,6 +59,8 @@ class Painter:
         intr = camera.intrinsics
         self.width, self.height = intr.width, intr.height
         self.bw, self.bh = math.ceil(intr.width / block), math.ceil(intr.height / block)
+        rows, cols = np.divmod(np.arange(intr.width * intr.height), intr.width)
+        self._tile_of_pixel = (rows // block) * self.bw + cols // block
         self._rotation = camera.pose.rotation_optical.astype(np.float32)
         self._origin = camera.pose.translation.astype(np.float32)
 
@@ -70,13 +74,12 @@ class Painter:
         if n == 0:
             return Painted(out, pixel, 0)
         r, o = self._rotation, self._origin
-        dx, dy, dz = x - o[0], y - o[1], z - o[2]
-        zo = dx * r[0, 2] + dy * r[1, 2] + dz * r[2, 2]
-        with np.errstate(invalid="ignore"):
-            front = np.flatnonzero(zo > MIN_DEPTH)
-        dx, dy, dz, zo = dx[front], dy[front], dz[front], zo[front]
-        xo = dx * r[0, 0] + dy * r[1, 0] + dz * r[2, 0]
-        yo = dx * r[0, 1] + dy * r[1, 1] + dz * r[2, 1]
+        delta = (x - o[0], y - o[1], z - o[2])
+        zo = combine(delta, r[:, 2])
+        with np.errstate(invalid="ignore"):          # inf: a non-finite point, never painted
+            front = np.flatnonzero((zo > MIN_DEPTH) & (zo < np.inf))
+        delta, zo = tuple(c[front] for c in delta), zo[front]
+        xo, yo = combine(delta, r[:, 0]), combine(delta, r[:, 1])
         intr = self.camera.intrinsics
         if intr.distortion_model == "none":
             u = xo / zo * np.float32(intr.fx) + np.float32(intr.cx + 1.5)
@@ -84,39 +87,49 @@ class Painter:
         else:
             uv, _ = intr.project_optical(np.stack([xo, yo, zo], axis=1))
             u, v = uv[:, 0] + 1.5, uv[:, 1] + 1.5
-        ui = u.astype(np.int32) - 1                    # floor(u + 0.5) where it can be inside
-        vi = v.astype(np.int32) - 1
+        with np.errstate(invalid="ignore"):
+            ui = u.astype(np.int32)                    # floor(u + 0.5) + 1 where it can be inside
+            vi = v.astype(np.int32)
+        ui -= 1
+        vi -= 1
         inside = np.flatnonzero((ui.view(np.uint32) < self.width)
                                 & (vi.view(np.uint32) < self.height))
         sel = front[inside]
-        ui, vi, zo = ui[inside], vi[inside], zo[inside]
-        pix = vi.astype(np.intp) * self.width + ui
-        visible = self._zbuffer_visible(zo, ui, vi)
+        zo = zo[inside]
+        pix = vi[inside].astype(np.intp)
+        pix *= self.width
+        pix += ui[inside]
+        visible = self._zbuffer_visible(zo, pix)
         if depth is not None:
             d = depth[pix]
             seen = np.isfinite(d)
-            ds = d[seen]
-            visible[seen] = zo[seen] <= ds + np.maximum(np.float32(self.tolerance),
-                                                        np.float32(self.ratio) * ds)
-        shown = sel[visible]
-        out[shown] = labels[pix[visible]]
-        pixel[shown] = pix[visible]
+            limit = np.multiply(d, np.float32(self.ratio))
+            np.maximum(limit, np.float32(self.tolerance), out=limit)
+            limit += d                                 # NaN (no return) where not seen
+            with np.errstate(invalid="ignore"):
+                by_depth = zo <= limit
+            np.copyto(visible, by_depth, where=seen)
+        shown = np.flatnonzero(visible)
+        pix = pix[shown]
+        shown = sel[shown]
+        out[shown] = labels[pix]
+        pixel[shown] = pix
         return Painted(out, pixel, int(len(sel) - len(shown)))
 
-    def _zbuffer_visible(self, z: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
-        """Visibility against the tile z-buffer of the points themselves."""
-        tile = (v // self.block) * self.bw + u // self.block
+    def _zbuffer_visible(self, z: np.ndarray, pix: np.ndarray) -> np.ndarray:
+        """Visibility against the tile z-buffer of the points themselves (label pixels
+        ``pix``): the nearest depth of each tile, then of its 3 x 3 tiles (an erosion)."""
+        tile = np.take(self._tile_of_pixel, pix)
         near = np.full(self.bw * self.bh, np.inf, np.float32)
         np.minimum.at(near, tile, z.astype(np.float32))
-        near = near.reshape(self.bh, self.bw)
-        grown = near.copy()
-        for dr in (-1, 0, 1):
-            for dc in (-1, 0, 1):
-                if dr or dc:
-                    src = near[max(dr, 0): self.bh + min(dr, 0), max(dc, 0): self.bw + min(dc, 0)]
-                    dst = grown[max(-dr, 0): self.bh + min(-dr, 0),
-                                max(-dc, 0): self.bw + min(-dc, 0)]
-                    np.minimum(dst, src, out=dst)
-        front = grown.ravel()[tile]
-        return z <= front + np.maximum(np.float32(self.tolerance),
-                                       np.float32(self.zbuffer_ratio) * front)
+        grown = cv2.erode(near.reshape(self.bh, self.bw), _CROSS_3X3,
+                          borderType=cv2.BORDER_CONSTANT, borderValue=np.inf)
+        front = np.take(grown.ravel(), tile)
+        limit = np.multiply(front, np.float32(self.zbuffer_ratio))
+        np.maximum(limit, np.float32(self.tolerance), out=limit)
+        limit += front
+        return z <= limit
+
+
+_CROSS_3X3 = np.ones((3, 3), np.uint8)
+"""Structuring element of the z-buffer: a tile and its eight neighbours."""

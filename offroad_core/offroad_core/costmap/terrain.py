@@ -77,13 +77,14 @@ class TerrainRules:
 
 @dataclass
 class Batch:
-    """The in-grid points of one source: height, output cell, terrain cell, label code and
-    their index in the source; ``level`` is filled in by :meth:`TerrainFuser.fuse` (0 = not
-    used)."""
+    """The in-grid points of one source: height, output cell (int32), ground bin (the
+    terrain cell plus the number of terrain cells times 0 rigid, 1 vertical or 2 compliant),
+    label code and their index in the source; ``level`` is filled in by
+    :meth:`TerrainFuser.fuse` (0 = not used)."""
 
     z: np.ndarray
     cell: np.ndarray
-    tcell: np.ndarray
+    bin: np.ndarray
     code: np.ndarray
     index: np.ndarray
     level: np.ndarray | None = None
@@ -119,6 +120,9 @@ class TerrainFuser:
                                  * self.terrain_resolution)
         rows, cols = np.divmod(np.arange(geometry.num_cells), geometry.nx)
         self.terrain_of_cell = (rows // k) * self.ntx + cols // k
+        # (cell << 2 | class) -> ground bin (class 3 does not occur)
+        self._ground_bin = (self.terrain_of_cell[:, None]
+                            + self.n_terrain * np.arange(4)).astype(np.intp).ravel()
 
     def batch(self, colf: np.ndarray, rowf: np.ndarray, z: np.ndarray,
               labels: np.ndarray) -> Batch:
@@ -140,10 +144,10 @@ class TerrainFuser:
                     index: np.ndarray) -> Batch:
         """A batch from int32 flat output cells (all inside the grid), heights, label values
         (uint8) and the points' index in their source."""
-        tcell = cell.astype(np.intp)
-        if self.rules.factor > 1:
-            tcell = np.take(self.terrain_of_cell, tcell)
-        return Batch(z, cell, tcell, lut8(self.code_lut, labels), index)
+        code = lut8(self.code_lut, labels)
+        key = np.left_shift(cell, 2, dtype=np.int32)
+        key |= np.right_shift(code, 3)                     # 0 rigid, 1 vertical, 2 compliant
+        return Batch(z, cell, np.take(self._ground_bin, key.astype(np.intp)), code, index)
 
     def batch_xyz(self, xyz: np.ndarray, labels: np.ndarray) -> Batch:
         """A batch from (N, 3) float32 ``base_link`` points."""
@@ -157,18 +161,18 @@ class TerrainFuser:
         """Fuse the batches of one frame; sets every batch's ``level``."""
         g, r = self.geometry, self.rules
         hard, soft, ground = self._ground(batches)
-        low = _cross_min(ground).ravel()
-        stepped = np.zeros(self.n_terrain, bool)
+        low = np.tile(_cross_min(ground).ravel(), 3)     # by ground bin
+        stepped = np.zeros(3 * self.n_terrain, bool)     # by ground bin
         slots = g.num_cells * _LEVEL_SLOTS
         seen = np.zeros(slots, bool) if r.min_support == 1 else np.zeros(slots, np.int64)
         for b in batches:
-            h = np.take(low, b.tcell)
+            h = np.take(low, b.bin)
             np.subtract(b.z, h, out=h)                    # -inf without a ground estimate
             point = lut8(self._point_lut, _classify(h, b.code, self._thresholds))
             level = np.bitwise_and(point, np.uint8(7))
             blocked = np.flatnonzero(point >= _BLOCKED_FLAG)
             if len(blocked):
-                stepped[np.take(b.tcell, blocked)] = True
+                stepped[np.take(b.bin, blocked)] = True
             key = np.left_shift(b.cell, 3, dtype=np.int32)
             key |= level
             key = key.astype(np.intp)
@@ -181,7 +185,8 @@ class TerrainFuser:
         cell_level = lut8(_WORST_LEVEL, _pack_slots(present))
         # a terrain cell holding a step, a rock or a wall is blocked whole; its raised mean is
         # no ground: the slope of its neighbours is measured without it
-        stepped = stepped.reshape(self.nty, self.ntx)
+        n = self.n_terrain
+        stepped = (stepped[:n] | stepped[n: 2 * n] | stepped[2 * n:]).reshape(self.nty, self.ntx)
         hard[stepped] = np.inf
         soft[stepped] = np.inf
         steep = self._steep(hard, soft)
@@ -205,11 +210,8 @@ class TerrainFuser:
         n = self.n_terrain
         total = np.zeros(3 * n)
         for b in batches:
-            bins = np.right_shift(b.code, 3).astype(np.intp)
-            bins *= n
-            bins += b.tcell
             weights = np.add(b.z, _OFFSET, dtype=np.float64)
-            total += np.bincount(bins, weights=weights, minlength=3 * n)
+            total += np.bincount(b.bin, weights=weights, minlength=3 * n)
         total = np.concatenate([total[:n], total[2 * n:]])
         count = total / _OFFSET
         count += 0.5
@@ -246,7 +248,7 @@ class TerrainFuser:
             fwd += bwd
             fwd /= np.float32(2)
             np.copyto(grade, fwd, where=~np.isnan(fwd))   # both sides: central
-            grades.append(np.nan_to_num(np.moveaxis(grade, 1, axis), copy=False))
+            grades.append(np.moveaxis(np.nan_to_num(grade, copy=False), 1, axis))
         steep = np.hypot(grades[0], grades[1]) > self._slope
         return steep[0] | steep[1]
 
