@@ -258,3 +258,20 @@ def test_rigid_transform_equals_the_full_product_on_finite_points():
         for i in range(3):
             want = pts[:, 0] * r[i, 0] + pts[:, 1] * r[i, 1] + pts[:, 2] * r[i, 2] + o[i]
             np.testing.assert_array_equal(got[i], want)
+
+
+def test_slope_test_equals_float32_hypot_at_the_limit():
+    from offroad_core.costmap.terrain import _longer
+
+    rng = np.random.default_rng(4)
+    limit = np.float32(math.tan(math.radians(25)) * 0.1)
+    angle = rng.uniform(0, math.pi / 2, 200000)
+    radius = limit * (1 + rng.choice([-1, 0, 1], len(angle)) * rng.uniform(0, 3e-7, len(angle)))
+    a = (radius * np.cos(angle)).astype(np.float32)
+    b = (radius * np.sin(angle)).astype(np.float32)
+    a[:10], b[:10] = np.inf, 0.0
+    a[10:20], b[10:20] = np.nextafter(limit, np.float32(1)), 0.0
+    a[20:30], b[20:30] = limit, 0.0
+    want = np.hypot(a, b) > limit
+    assert 0.2 < want.mean() < 0.8
+    np.testing.assert_array_equal(_longer(a, b, limit), want)

@@ -115,7 +115,8 @@ class TerrainFuser:
         self._point_lut = _point_lut(rules)
         self._thresholds = tuple(np.float32(t) for t in (
             rules.max_step, rules.compliant_max_height, rules.clearance_height))
-        self._value_lut = values.level_lut()
+        self._value_lut = np.zeros(256, np.int8)          # level -> grid value
+        self._value_lut[:NUM_LEVELS] = values.level_lut()
         self._slope = np.float32(math.tan(math.radians(rules.max_slope_deg))
                                  * self.terrain_resolution)
         rows, cols = np.divmod(np.arange(geometry.num_cells), geometry.nx)
@@ -160,8 +161,9 @@ class TerrainFuser:
     def fuse(self, batches: list[Batch]) -> FusedGrid:
         """Fuse the batches of one frame; sets every batch's ``level``."""
         g, r = self.geometry, self.rules
-        hard, soft, ground = self._ground(batches)
-        low = np.tile(_cross_min(ground).ravel(), 3)     # by ground bin
+        estimates, ground = self._ground(batches)       # (2, nty, ntx) rigid, compliant
+        low = _cross_min(ground).ravel()
+        low = np.concatenate([low, low, low])             # by ground bin
         stepped = np.zeros(3 * self.n_terrain, bool)     # by ground bin
         slots = g.num_cells * _LEVEL_SLOTS
         seen = np.zeros(slots, bool) if r.min_support == 1 else np.zeros(slots, np.int64)
@@ -187,20 +189,21 @@ class TerrainFuser:
         # no ground: the slope of its neighbours is measured without it
         n = self.n_terrain
         stepped = (stepped[:n] | stepped[n: 2 * n] | stepped[2 * n:]).reshape(self.nty, self.ntx)
-        hard[stepped] = np.inf
-        soft[stepped] = np.inf
-        steep = self._steep(hard, soft)
+        estimates[:, stepped] = np.inf
+        steep = self._steep(estimates)
         steep |= stepped
         if steep.any():
             hit = np.take(steep.ravel(), self.terrain_of_cell)
             hit &= cell_level > 0
             np.copyto(cell_level, np.maximum(cell_level, np.uint8(BLOCKED_LEVEL)), where=hit)
         levels = cell_level.reshape(g.ny, g.nx)
-        return FusedGrid(levels, np.take(self._value_lut, levels))
+        return FusedGrid(levels, lut8(self._value_lut.view(np.uint8), cell_level).view(
+            np.int8).reshape(g.ny, g.nx))
 
-    def _ground(self, batches: list[Batch]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(nty, ntx) ground estimates: mean rigid height, mean compliant height (inf where
-        none), and the rigid one with the compliant one where a cell has no rigid point.
+    def _ground(self, batches: list[Batch]) -> tuple[np.ndarray, np.ndarray]:
+        """(2, nty, ntx) ground estimates: mean rigid and mean compliant height (inf where
+        none); and (nty, ntx) the rigid one with the compliant one where a cell has no rigid
+        point.
 
         One weighted bincount per batch gives both sums and counts: each point weighs
         ``OFFSET + z`` (OFFSET = 2^24 m), so a bin holds ``count x OFFSET + sum(z)``; while
@@ -220,37 +223,50 @@ class TerrainFuser:
             mean = total - count * _OFFSET
             mean /= count
         mean = mean.astype(np.float32)
-        mean[count == 0] = np.inf
-        hard, soft = mean[:n], mean[n:]
-        ground = hard.copy()
-        np.copyto(ground, soft, where=hard == np.inf)
-        shape = (self.nty, self.ntx)
-        return hard.reshape(shape), soft.reshape(shape), ground.reshape(shape)
+        np.copyto(mean, np.float32(np.inf), where=count == 0)
+        estimates = mean.reshape(2, self.nty, self.ntx)
+        ground = estimates[0].copy()
+        np.copyto(ground, estimates[1], where=ground == np.inf)
+        return estimates, ground
 
-    def _steep(self, hard: np.ndarray, soft: np.ndarray) -> np.ndarray:
-        """Terrain cells whose rigid or compliant ground is steeper than ``max_slope_deg``
-        (module docstring): the grade along x and along y over ``SLOPE_BASELINE`` (central
-        differences, or the one-sided one where only one side is observed), combined as a
-        gradient; both estimates at once."""
+    def _steep(self, estimates: np.ndarray) -> np.ndarray:
+        """Terrain cells whose rigid or compliant ground (``estimates[0]``, ``[1]``) is
+        steeper than ``max_slope_deg`` (module docstring): the grade along x and along y over
+        ``SLOPE_BASELINE`` (central differences, or the one-sided one where only one side is
+        observed), combined as a gradient; both estimates at once."""
         k = max(1, round(SLOPE_BASELINE / 2 / self.terrain_resolution))
-        both = np.stack([hard, soft])
         grades = []
         for axis in (1, 2):
-            a = np.moveaxis(both, axis, 1)
+            def cut(start: int | None, stop: int | None, axis: int = axis) -> tuple:
+                return (slice(None),) * axis + (slice(start, stop),)
             with np.errstate(invalid="ignore"):
-                diff = np.abs(a[:, k:] - a[:, :-k])       # inf - inf = nan: unobserved
-            diff /= np.float32(k)
-            diff[~np.isfinite(diff)] = np.nan
-            fwd = np.full(a.shape, np.nan, np.float32)
-            bwd = np.full(a.shape, np.nan, np.float32)
-            fwd[:, :-k], bwd[:, k:] = diff, diff
+                diff = np.abs(estimates[cut(k, None)] - estimates[cut(None, -k)])
+            diff /= np.float32(k)                         # inf - inf = nan: unobserved
+            np.copyto(diff, np.float32(np.nan), where=~np.isfinite(diff))
+            fwd = np.full(estimates.shape, np.nan, np.float32)
+            bwd = np.full(estimates.shape, np.nan, np.float32)
+            fwd[cut(None, -k)], bwd[cut(k, None)] = diff, diff
             grade = np.fmax(fwd, bwd)                    # one side (or none: nan)
             fwd += bwd
             fwd /= np.float32(2)
             np.copyto(grade, fwd, where=~np.isnan(fwd))   # both sides: central
-            grades.append(np.moveaxis(np.nan_to_num(grade, copy=False), 1, axis))
-        steep = np.hypot(grades[0], grades[1]) > self._slope
+            np.copyto(grade, np.float32(0), where=np.isnan(grade))   # unobserved: 0
+            grades.append(grade)
+        steep = _longer(grades[0], grades[1], self._slope)
         return steep[0] | steep[1]
+
+
+def _longer(a: np.ndarray, b: np.ndarray, limit: np.float32) -> np.ndarray:
+    """``np.hypot(a, b) > limit`` (float32): decided on the float64 squares (exact to 2^-53)
+    except within 1e-6 of the limit, where a few ulps matter and float32 hypot decides."""
+    square = np.square(a, dtype=np.float64)
+    square += np.square(b, dtype=np.float64)
+    lim2 = float(limit) ** 2
+    out = square > lim2
+    close = np.flatnonzero(np.abs(square - lim2) <= 1e-6 * lim2)
+    if len(close):
+        out.flat[close] = np.hypot(a.flat[close], b.flat[close]) > limit
+    return out
 
 
 _CODES = 32
@@ -267,12 +283,17 @@ def _pack_slots(present: np.ndarray) -> np.ndarray:
     return np.right_shift(v, np.uint64(56)).astype(np.uint8)
 
 
-_WORST_LEVEL = np.zeros(256, np.uint8)
-"""Packed slots of a cell (:func:`_pack_slots`) -> the worst present level 1..4 (0: none)."""
-for _slots in range(256):
-    _bools = np.array([_slots >> _i & 1 for _i in range(_LEVEL_SLOTS)], bool)
-    _WORST_LEVEL[_pack_slots(_bools)[0]] = max(
-        [v for v in range(1, NUM_LEVELS) if _bools[v]], default=0)
+def _worst_levels() -> np.ndarray:
+    """Packed slots of a cell (:func:`_pack_slots`) -> the worst present level 1..4 (0: none)."""
+    table = np.zeros(256, np.uint8)
+    for slots in range(256):
+        present = np.array([slots >> i & 1 for i in range(_LEVEL_SLOTS)], bool)
+        table[_pack_slots(present)[0]] = max([v for v in range(1, NUM_LEVELS) if present[v]],
+                                             default=0)
+    return table
+
+
+_WORST_LEVEL = _worst_levels()
 
 
 def lut8(table: np.ndarray, values: np.ndarray) -> np.ndarray:
