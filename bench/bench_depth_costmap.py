@@ -25,8 +25,9 @@ the camera's view.
 Speed (item 7): a 640x544 depth image plus a 100k-point LiDAR cloud per frame through
 ``DepthCostmap.process`` (median over ``--frames``; thinning on, the default, and off), against
 a naive per-point Python loop doing the same job (back-projection, painting with the depth test,
-worst level per cell, step rule) in the same process. The load average is printed: on a shared
-machine the figures move with it.
+worst level per cell, step rule) in the same process, and the median time of each stage
+(``DepthCostmap.timings``). The load average is printed before and after: on a shared machine
+the figures move with it.
 """
 
 from __future__ import annotations
@@ -266,7 +267,8 @@ def speed(n_frames: int) -> None:
                                      "lidar_link": Rigid.from_pose(lidar.pose)})
     cam = Camera(camera.intrinsics, config.pose)
     paired = Paired(depth=dmsg, clouds=[cmsg])
-    results = {}
+    load_before = os.getloadavg()[0]
+    results, stages = {}, {}
     for thinning in (True, False):
         dm = DepthCostmap(DepthSettings(TerrainRules(factor=2), max_range=MAX_RANGE,
                                         thinning=thinning), geom, TABLE, CategoryValues(), IDS,
@@ -274,23 +276,28 @@ def speed(n_frames: int) -> None:
         t0 = time.perf_counter()
         dm.process(frame.labels, cam, None, paired, 0.0, print)
         build = time.perf_counter() - t0
-        times = []
+        times, laps = [], []
         for _ in range(n_frames):
             t0 = time.perf_counter()
             dm.process(frame.labels, cam, None, paired, 0.0, print)
             times.append(time.perf_counter() - t0)
+            laps.append(dm.timings)
         results[thinning] = (statistics.median(times), np.percentile(times, 90), build,
                              len(dm.projector.kept))
+        stages[thinning] = {k: statistics.median(lap[k] for lap in laps) for k in laps[0]}
     med = results[True][0]
     t0 = time.perf_counter()
     naive(frame.depth, frame.labels, cam, pts, Rigid.from_pose(lidar.pose), geom)
     base = time.perf_counter() - t0
     print(f"speed: 640x544 depth image + {len(pts)} LiDAR points -> 200x200 cells at 0.05 m "
-          f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
+          f"(load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after, on "
+          f"{os.cpu_count()} cores)")
     for thinning, (m, p90, build, kept) in results.items():
         print(f"  depth mode, thinning {'on ' if thinning else 'off'} ({kept} of "
               f"{640 * 544} pixels)  median {m * 1e3:7.2f} ms  p90 {p90 * 1e3:.2f} ms "
               f"({n_frames} frames; first frame with tables {build * 1e3:.0f} ms)")
+        print("    stages (median ms): " + ", ".join(
+            f"{k} {v * 1e3:.2f}" for k, v in stages[thinning].items()))
     print(f"  naive per-point loop  {base * 1e3:7.0f} ms (one frame)   ratio {base / med:6.0f}x")
     print("  targets: <= 5 ms median, >= 20x the naive loop")
 

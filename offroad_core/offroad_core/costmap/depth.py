@@ -20,6 +20,10 @@ image whose size differs from its CameraInfo is refused (``depth_size_mismatch``
 Back-projection (:class:`DepthProjector`): the base_link direction of every used label pixel,
 scaled so that its optical z is 1, is computed once per (label camera, pose); per frame a point
 is ``camera origin + depth x direction`` and its grid cell comes from two multiply-adds.
+Which pixels give a point (a return within ``max_range`` whose cell is inside the grid) is one
+comparison per pixel with a depth interval found once by bisection over the float32 depths
+with the very operations of the cell computation, so it selects exactly the same points as
+computing every cell and testing it.
 Thinning (``depth_thinning``, :func:`thinned_pixels`): near the robot a 5 cm cell holds tens
 to hundreds of pixels of a 640x544 image; pixels are skipped there (a stride chosen once from
 the flat-ground footprint), never where a pixel covers more than an eighth of a cell.
@@ -272,11 +276,14 @@ class DepthProjector:
         mask = cv2.inRange(depth, self.lo, self.hi, dst=self._mask)    # NaN is outside
         pixels = np.flatnonzero(np.greater(mask, 0, out=self._used))
         d = depth[pixels]
-        col = np.multiply(d, self.col_gain[pixels])
+        col = self.col_gain[pixels]
+        col *= d
         col += self.col_offset
-        row = np.multiply(d, self.row_gain[pixels])
+        row = self.row_gain[pixels]
+        row *= d
         row += self.row_offset
-        z = np.multiply(d, self.z_gain[pixels])
+        z = self.z_gain[pixels]
+        z *= d
         z += self.origin[2]
         cell = row.astype(np.int32)
         cell *= np.int32(g.nx)

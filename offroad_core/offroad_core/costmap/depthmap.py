@@ -19,6 +19,7 @@ method returns None and the caller uses the flat-ground projection for this fram
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -125,8 +126,22 @@ class DepthResult:
         return DepthPoints(xyz, labels, level, conf.astype(np.float32))
 
 
+class _Clock:
+    """Seconds spent per stage (summed over clouds)."""
+
+    def __init__(self) -> None:
+        self.laps: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.laps[stage] = self.laps.get(stage, 0.0) + now - self._last
+        self._last = now
+
+
 class DepthCostmap:
-    """Depth images and clouds -> grid (module docstring); camera tables are cached."""
+    """Depth images and clouds -> grid (module docstring); camera tables are cached; the
+    seconds per stage of the last frame are in :attr:`timings`."""
 
     def __init__(self, settings: DepthSettings, geometry: GridGeometry, table: LabelTable,
                  values: CategoryValues, class_ids: tuple[int, ...],
@@ -139,6 +154,8 @@ class DepthCostmap:
         self.fuser = TerrainFuser(geometry, settings.rules, table, compliant, values)
         self._camera_key: Camera | None = None
         self._align_key: tuple | None = None
+        self.timings: dict[str, float] = {}
+        """Seconds per stage of the last frame that gave a grid (``bench/``)."""
 
     def _tables(self, camera: Camera, depth_camera: CameraIntrinsics) -> None:
         s = self.settings
@@ -158,25 +175,33 @@ class DepthCostmap:
         """One frame (module docstring); ``depth_camera`` is the depth image's CameraInfo
         (None: the labels' camera). None when no source could be used."""
         self._tables(camera, depth_camera or camera.intrinsics)
+        clock = _Clock()
         flat = labels.reshape(-1)
         depth = self._depth(paired, report)
+        clock.lap("depth image")
         sources: list[_Source] = []
         if depth is not None:
             pixels, cell, z = self.projector.cells(depth)
             batch = self.fuser.batch_cells(cell, z, flat[pixels], pixels)
             sources.append(_Source("depth", batch, flat, None, depth=depth))
+            clock.lap("depth points")
         hidden = 0
         for msg in paired.clouds:
             xyz = self._cloud(msg, stamp, report, motion)
+            clock.lap("cloud decoding")
             if xyz is None:
                 continue
             painted = self.painter.paint(*xyz, flat, depth, self.table.ignore_value)
+            clock.lap("painting")
             hidden += painted.hidden
             batch = self._cloud_batch(xyz, painted.labels)
             sources.append(_Source(msg.source, batch, painted.labels, painted.pixel, xyz=xyz))
+            clock.lap("cloud points")
         if not sources:
             return None
         fused = self.fuser.fuse([src.batch for src in sources])
+        clock.lap("fusion")
+        self.timings = clock.laps
         return DepthResult(fused, sources, self.projector, paired.confidence, self.table,
                            hidden)
 

@@ -76,8 +76,7 @@ class Rigid:
         a shared machine's cores (:func:`combine`: a level mount costs 3 additions)."""
         r = self.rotation.astype(np.float32)
         t = self.translation.astype(np.float32)
-        columns = tuple(np.ascontiguousarray(c) for c in (x, y, z))
-        out = tuple(combine(columns, r[i], t[i]) for i in range(3))
+        out = tuple(combine((x, y, z), r[i], t[i]) for i in range(3))
         return out[0], out[1], out[2]
 
     def camera_pose(self) -> CameraPose:
@@ -96,10 +95,11 @@ def combine(columns: tuple[np.ndarray, ...], coefficients: np.ndarray,
     columns' dtype, with the terms whose coefficient is exactly 0 left out (and products by
     +-1 and an offset of 0 skipped): on finite values the result is the same, the sign of a
     zero aside; a non-finite value no longer spreads to the other axes through ``inf * 0``."""
+    terms = [(column, c) for column, c in zip(columns, coefficients, strict=True) if c != 0]
+    if len(terms) == 1 and terms[0][1] == 1 and offset is not None and offset != 0:
+        return np.add(terms[0][0], offset)                    # a level mount: one addition
     out = None
-    for column, c in zip(columns, coefficients, strict=True):
-        if c == 0:
-            continue
+    for column, c in terms:
         if out is None:
             out = column.copy() if c == 1 else np.negative(column) if c == -1 else \
                 np.multiply(column, c)
