@@ -241,16 +241,16 @@ class TerrainFuser:
                 return (slice(None),) * axis + (slice(start, stop),)
             with np.errstate(invalid="ignore"):
                 diff = np.abs(estimates[cut(k, None)] - estimates[cut(None, -k)])
-            diff /= np.float32(k)                         # inf - inf = nan: unobserved
-            np.copyto(diff, np.float32(np.nan), where=~np.isfinite(diff))
+                diff /= np.float32(k)
+                diff += diff - diff                       # unobserved (inf): nan
             fwd = np.full(estimates.shape, np.nan, np.float32)
             bwd = np.full(estimates.shape, np.nan, np.float32)
             fwd[cut(None, -k)], bwd[cut(k, None)] = diff, diff
             grade = np.fmax(fwd, bwd)                    # one side (or none: nan)
             fwd += bwd
-            fwd /= np.float32(2)
-            np.copyto(grade, fwd, where=~np.isnan(fwd))   # both sides: central
-            np.copyto(grade, np.float32(0), where=np.isnan(grade))   # unobserved: 0
+            fwd /= np.float32(2)                         # both sides: central, <= grade
+            np.fmin(fwd, grade, out=grade)
+            np.fmax(grade, np.float32(0), out=grade)     # unobserved: 0 (grades are >= 0)
             grades.append(grade)
         steep = _longer(grades[0], grades[1], self._slope)
         return steep[0] | steep[1]
