@@ -275,3 +275,46 @@ def test_slope_test_equals_float32_hypot_at_the_limit():
     want = np.hypot(a, b) > limit
     assert 0.2 < want.mean() < 0.8
     np.testing.assert_array_equal(_longer(a, b, limit), want)
+
+
+def test_clouds_on_the_second_thread_give_the_serial_frame(monkeypatch):
+    from offroad_core.costmap import depthmap
+    from offroad_core.costmap.depthmap import DepthCostmap, DepthSettings
+    from offroad_core.costmap.extrinsics import FrameTable, optical_rigid
+    from offroad_core.costmap.pointcloud import pack_cloud
+    from offroad_core.costmap.sensors import CloudMessage, DepthMessage, Paired
+
+    rng = np.random.default_rng(8)
+    camera = CAMERAS[0]
+    intr = camera.intrinsics
+    depth = rng.uniform(0.5, 9.0, (intr.height, intr.width)).astype(np.float32)
+    labels = rng.integers(0, 9, depth.shape).astype(np.uint8)
+    image = DepthMessage(0.0, "camera_optical_frame", "32FC1", intr.height, intr.width,
+                         4 * intr.width, depth.tobytes())
+    pts = rng.uniform([-3, -6, -0.5], [9, 6, 2], (20000, 3)).astype(np.float32)
+    fields, step, data = pack_cloud([("x", pts[:, 0]), ("y", pts[:, 1]), ("z", pts[:, 2])])
+    good = CloudMessage(0.0, "lidar_link", tuple(fields), len(pts), 1, step, step * len(pts),
+                        data, False, "lidar/points")
+    broken = CloudMessage(0.0, "velodyne", tuple(fields), len(pts), 1, step, step * len(pts),
+                          data, False, "other/points")
+    frames = FrameTable("base_link", {"camera_optical_frame": optical_rigid(camera.pose),
+                                      "lidar_link": Rigid.from_pose(CameraPose(0, 0, 1.2))})
+    runs = []
+    for cpus in (4, 1):
+        monkeypatch.setattr(depthmap.os, "cpu_count", lambda cpus=cpus: cpus)
+        costmap = DepthCostmap(DepthSettings(TerrainRules()), GRIDS[0], TABLE,
+                               CategoryValues(), IDS, CLASS_NAMES, frames)
+        reports = []
+        result = costmap.process(labels, camera, None,
+                                 Paired(depth=image, clouds=[broken, good]), 0.0,
+                                 lambda reason, text, out=reports: out.append(reason))
+        assert ("waiting for clouds" in costmap.timings) == (cpus > 1)
+        runs.append((result, reports))
+    (a, ra), (b, rb) = runs
+    assert ra == rb == ["unknown_frame"] and a.sources == b.sources == ("depth", "lidar/points")
+    np.testing.assert_array_equal(a.values, b.values)
+    assert a.hidden == b.hidden
+    pa, pb = a.points(1), b.points(1)
+    for name in ("xyz", "labels", "level", "confidence"):
+        np.testing.assert_array_equal(getattr(pa, name), getattr(pb, name))
+    assert (pa.labels != 255).any() and (pa.labels == 255).any()

@@ -19,8 +19,11 @@ method returns None and the caller uses the flat-ground projection for this fram
 
 from __future__ import annotations
 
+import os
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -139,6 +142,21 @@ class _Clock:
         self._last = now
 
 
+_POOL: dict[int, ThreadPoolExecutor] = {}
+_POOL_LOCK = threading.Lock()
+
+
+def _cloud_pool() -> ThreadPoolExecutor:
+    """The one worker thread of this process that handles clouds (made on first use, again
+    in a forked child: the parent's thread does not exist there)."""
+    with _POOL_LOCK:
+        pid = os.getpid()
+        if pid not in _POOL:
+            _POOL.clear()
+            _POOL[pid] = ThreadPoolExecutor(1, thread_name_prefix="depth-clouds")
+        return _POOL[pid]
+
+
 class DepthCostmap:
     """Depth images and clouds -> grid (module docstring); camera tables are cached; the
     seconds per stage of the last frame are in :attr:`timings`."""
@@ -179,24 +197,31 @@ class DepthCostmap:
         flat = labels.reshape(-1)
         depth = self._depth(paired, report)
         clock.lap("depth image")
+        # the clouds are decoded, painted and cut on a second thread while this one
+        # back-projects the depth image (independent work: the same result either way)
+        overlap = depth is not None and bool(paired.clouds) and (os.cpu_count() or 1) > 1
+        jobs = [_cloud_pool().submit(self._cloud_source, msg, flat, depth, stamp, motion)
+                for msg in paired.clouds] if overlap else []
         sources: list[_Source] = []
         if depth is not None:
             pixels, cell, z = self.projector.cells(depth)
             batch = self.fuser.batch_cells(cell, z, flat[pixels], pixels)
             sources.append(_Source("depth", batch, flat, None, depth=depth))
             clock.lap("depth points")
+        done = [job.result() for job in jobs] if overlap else [
+            self._cloud_source(msg, flat, depth, stamp, motion) for msg in paired.clouds]
+        if overlap:
+            clock.lap("waiting for clouds")
         hidden = 0
-        for msg in paired.clouds:
-            xyz = self._cloud(msg, stamp, report, motion)
-            clock.lap("cloud decoding")
-            if xyz is None:
-                continue
-            painted = self.painter.paint(*xyz, flat, depth, self.table.ignore_value)
-            clock.lap("painting")
-            hidden += painted.hidden
-            batch = self._cloud_batch(xyz, painted.labels)
-            sources.append(_Source(msg.source, batch, painted.labels, painted.pixel, xyz=xyz))
-            clock.lap("cloud points")
+        for source, painted_hidden, reports, laps in done:
+            for reason, message in reports:
+                report(reason, message)
+            for stage, seconds in laps.items():
+                clock.laps[stage] = clock.laps.get(stage, 0.0) + seconds
+            if source is not None:
+                sources.append(source)
+                hidden += painted_hidden
+        clock.lap("cloud reports")
         if not sources:
             return None
         fused = self.fuser.fuse([src.batch for src in sources])
@@ -204,6 +229,23 @@ class DepthCostmap:
         self.timings = clock.laps
         return DepthResult(fused, sources, self.projector, paired.confidence, self.table,
                            hidden)
+
+    def _cloud_source(self, msg, flat: np.ndarray, depth: np.ndarray | None, stamp: float,
+                      motion: Motion | None) -> tuple[_Source | None, int, list, dict]:
+        """One cloud: (its source or None, hidden points, the reports to make, seconds per
+        stage); thread-safe (it reads the tables, writes nothing shared)."""
+        clock, reports = _Clock(), []
+        xyz = self._cloud(msg, stamp, lambda reason, text: reports.append((reason, text)),
+                          motion)
+        clock.lap("cloud decoding")
+        if xyz is None:
+            return None, 0, reports, clock.laps
+        painted = self.painter.paint(*xyz, flat, depth, self.table.ignore_value)
+        clock.lap("painting")
+        batch = self._cloud_batch(xyz, painted.labels)
+        clock.lap("cloud points")
+        return (_Source(msg.source, batch, painted.labels, painted.pixel, xyz=xyz),
+                painted.hidden, reports, clock.laps)
 
     def _cloud_batch(self, xyz: tuple[np.ndarray, np.ndarray, np.ndarray],
                      labels: np.ndarray) -> Batch:
