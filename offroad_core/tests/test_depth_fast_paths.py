@@ -300,7 +300,7 @@ def test_clouds_on_the_second_thread_give_the_serial_frame(monkeypatch):
     frames = FrameTable("base_link", {"camera_optical_frame": optical_rigid(camera.pose),
                                       "lidar_link": Rigid.from_pose(CameraPose(0, 0, 1.2))})
     runs = []
-    for cpus in (4, 1):
+    for cpus in (4096, 1):
         monkeypatch.setattr(depthmap.os, "cpu_count", lambda cpus=cpus: cpus)
         costmap = DepthCostmap(DepthSettings(TerrainRules()), GRIDS[0], TABLE,
                                CategoryValues(), IDS, CLASS_NAMES, frames)

@@ -142,6 +142,16 @@ class _Clock:
         self._last = now
 
 
+def _spare_core() -> bool:
+    """Whether a second thread would find a free core: the 1-minute load average (this
+    process included) is below the number of cores minus a half. On a busy machine a second
+    thread waits for a core and makes the frame slower, not faster."""
+    try:
+        return os.getloadavg()[0] < (os.cpu_count() or 1) - 0.5
+    except OSError:                                 # no load average on this system
+        return False
+
+
 _POOL: dict[int, ThreadPoolExecutor] = {}
 _POOL_LOCK = threading.Lock()
 
@@ -199,7 +209,7 @@ class DepthCostmap:
         clock.lap("depth image")
         # the clouds are decoded, painted and cut on a second thread while this one
         # back-projects the depth image (independent work: the same result either way)
-        overlap = depth is not None and bool(paired.clouds) and (os.cpu_count() or 1) > 1
+        overlap = depth is not None and bool(paired.clouds) and _spare_core()
         jobs = [_cloud_pool().submit(self._cloud_source, msg, flat, depth, stamp, motion)
                 for msg in paired.clouds] if overlap else []
         sources: list[_Source] = []

@@ -79,14 +79,16 @@ class TerrainRules:
 class Batch:
     """The in-grid points of one source: height, output cell (int32), ground bin (the
     terrain cell plus the number of terrain cells times 0 rigid, 1 vertical or 2 compliant),
-    label code and their index in the source; ``level`` is filled in by
-    :meth:`TerrainFuser.fuse` (0 = not used)."""
+    label code, their index in the source and the batch's ground sums (per bin ``count x
+    OFFSET + sum(z)``, see :meth:`TerrainFuser._ground`: made with the batch, so on the thread
+    that makes it); ``level`` is filled in by :meth:`TerrainFuser.fuse` (0 = not used)."""
 
     z: np.ndarray
     cell: np.ndarray
     bin: np.ndarray
     code: np.ndarray
     index: np.ndarray
+    ground: np.ndarray
     level: np.ndarray | None = None
 
 
@@ -148,7 +150,10 @@ class TerrainFuser:
         code = lut8(self.code_lut, labels)
         key = np.left_shift(cell, 2, dtype=np.int32)
         key |= np.right_shift(code, 3)                     # 0 rigid, 1 vertical, 2 compliant
-        return Batch(z, cell, np.take(self._ground_bin, key.astype(np.intp)), code, index)
+        bins = np.take(self._ground_bin, key.astype(np.intp))
+        weights = np.add(z, _OFFSET, dtype=np.float64)
+        ground = np.bincount(bins, weights=weights, minlength=3 * self.n_terrain)
+        return Batch(z, cell, bins, code, index, ground)
 
     def batch_xyz(self, xyz: np.ndarray, labels: np.ndarray) -> Batch:
         """A batch from (N, 3) float32 ``base_link`` points."""
@@ -205,7 +210,8 @@ class TerrainFuser:
         none); and (nty, ntx) the rigid one with the compliant one where a cell has no rigid
         point.
 
-        One weighted bincount per batch gives both sums and counts: each point weighs
+        One weighted bincount per batch (:attr:`Batch.ground`) gives both sums and counts,
+        added in the batches' order: each point weighs
         ``OFFSET + z`` (OFFSET = 2^24 m), so a bin holds ``count x OFFSET + sum(z)``; while
         |sum(z)| < OFFSET / 2 (10^5 points at 80 m) the count is exact, and float64 keeps the
         sum to 1e-4 m. Bins: rigid points in [0, n), vertical ones in [n, 2n) (not used),
@@ -213,8 +219,7 @@ class TerrainFuser:
         n = self.n_terrain
         total = np.zeros(3 * n)
         for b in batches:
-            weights = np.add(b.z, _OFFSET, dtype=np.float64)
-            total += np.bincount(b.bin, weights=weights, minlength=3 * n)
+            total += b.ground
         total = np.concatenate([total[:n], total[2 * n:]])
         count = total / _OFFSET
         count += 0.5
