@@ -234,7 +234,8 @@ class DepthCostmap:
         clock.lap("cloud reports")
         if not sources:
             return None
-        fused = self.fuser.fuse([src.batch for src in sources])
+        fused = self.fuser.fuse([src.batch for src in sources],
+                                _cloud_pool().submit if overlap else None)
         clock.lap("fusion")
         self.timings = clock.laps
         return DepthResult(fused, sources, self.projector, paired.confidence, self.table,

@@ -34,11 +34,18 @@ label value (the ignore value for a point no camera pixel labels). The rules (pa
 
 A batch keeps only the points inside the grid (``Batch.index`` maps them back to the source's
 pixels or points); invalid points (NaN) are never inside.
+
+Speed (docs/depth.md, "Measured"): a point's level is one lookup in a table indexed by its
+label code and three height bits; a cell's worst level comes from a presence scatter packed
+into one byte per cell. These tables stay next to the rules they encode, hence the length of
+this module (a little over 350 lines).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 
 import cv2
@@ -48,6 +55,7 @@ from offroad_core.costmap.categories import NUM_LEVELS, CategoryValues, LabelTab
 from offroad_core.costmap.grid import GridGeometry
 
 BLOCKED_LEVEL = 3
+Submit = Callable[[Callable[[], list]], "Future[list]"]
 _OFFSET = float(2 ** 24)
 SLOPE_BASELINE = 0.4
 """Length (m) over which a slope is measured: longer than a step (a 0.15 m step over 0.4 m is
@@ -163,31 +171,26 @@ class TerrainFuser:
         rowf = (xyz[:, 1] - np.float32(g.origin_y)) * inv + np.float32(1.0)
         return self.batch(colf, rowf, np.ascontiguousarray(xyz[:, 2]), labels)
 
-    def fuse(self, batches: list[Batch]) -> FusedGrid:
-        """Fuse the batches of one frame; sets every batch's ``level``."""
+    def fuse(self, batches: list[Batch], submit: Submit | None = None) -> FusedGrid:
+        """Fuse the batches of one frame; sets every batch's ``level``. With ``submit`` (an
+        executor's), the points of every batch but the first are judged on its thread while
+        this one judges the first (the same grid either way)."""
         g, r = self.geometry, self.rules
         estimates, ground = self._ground(batches)       # (2, nty, ntx) rigid, compliant
         low = _cross_min(ground).ravel()
         low = np.concatenate([low, low, low])             # by ground bin
-        stepped = np.zeros(3 * self.n_terrain, bool)     # by ground bin
-        slots = g.num_cells * _LEVEL_SLOTS
-        seen = np.zeros(slots, bool) if r.min_support == 1 else np.zeros(slots, np.int64)
-        for b in batches:
-            h = np.take(low, b.bin)
-            np.subtract(b.z, h, out=h)                    # -inf without a ground estimate
-            point = lut8(self._point_lut, _classify(h, b.code, self._thresholds))
-            level = np.bitwise_and(point, np.uint8(7))
-            blocked = np.flatnonzero(point >= _BLOCKED_FLAG)
-            if len(blocked):
-                stepped[np.take(b.bin, blocked)] = True
-            key = np.left_shift(b.cell, 3, dtype=np.int32)
-            key |= level
-            key = key.astype(np.intp)
-            if r.min_support == 1:                      # a level is supported by any point
-                seen[key] = True
+        if submit is not None and len(batches) > 1:
+            rest = submit(lambda: [self._judge(b, low) for b in batches[1:]])
+            parts = [self._judge(batches[0], low), *rest.result()]
+        else:
+            parts = [self._judge(b, low) for b in batches]
+        seen, stepped = parts[0]
+        for more_seen, more_stepped in parts[1:]:
+            if r.min_support == 1:
+                seen |= more_seen
             else:
-                seen += np.bincount(key, minlength=slots)
-            b.level = level
+                seen += more_seen
+            stepped |= more_stepped
         present = seen if r.min_support == 1 else seen >= r.min_support
         cell_level = lut8(_WORST_LEVEL, _pack_slots(present))
         # a terrain cell holding a step, a rock or a wall is blocked whole; its raised mean is
@@ -204,6 +207,30 @@ class TerrainFuser:
         levels = cell_level.reshape(g.ny, g.nx)
         return FusedGrid(levels, lut8(self._value_lut.view(np.uint8), cell_level).view(
             np.int8).reshape(g.ny, g.nx))
+
+    def _judge(self, b: Batch, low: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Sets the level of every point of ``b`` from its height above ``low`` (by ground
+        bin); returns the levels seen per cell slot (bool, or counts with ``min_support`` >
+        1) and the ground bins holding a blocked point."""
+        slots = self.geometry.num_cells * _LEVEL_SLOTS
+        stepped = np.zeros(3 * self.n_terrain, bool)
+        h = np.take(low, b.bin)
+        np.subtract(b.z, h, out=h)                        # -inf without a ground estimate
+        point = lut8(self._point_lut, _classify(h, b.code, self._thresholds))
+        level = np.bitwise_and(point, np.uint8(7))
+        blocked = np.flatnonzero(point >= _BLOCKED_FLAG)
+        if len(blocked):
+            stepped[np.take(b.bin, blocked)] = True
+        key = np.left_shift(b.cell, 3, dtype=np.int32)
+        key |= level
+        key = key.astype(np.intp)
+        if self.rules.min_support == 1:                 # a level is supported by any point
+            seen = np.zeros(slots, bool)
+            seen[key] = True
+        else:
+            seen = np.bincount(key, minlength=slots)
+        b.level = level
+        return seen, stepped
 
     def _ground(self, batches: list[Batch]) -> tuple[np.ndarray, np.ndarray]:
         """(2, nty, ntx) ground estimates: mean rigid and mean compliant height (inf where
