@@ -248,9 +248,12 @@ def test_replay_into_a_subscriber_process(tmp_path, storage):
     assert [b for _, _, b in images] == list(range(N_FRAMES))
     assert got["infos"] == stamps
     assert got["latched"] == 1
-    # rate 2: 19 periods of 100 ms of bag time in ~0.95 s of wall time
-    span = images[-1][0] - images[0][0]
-    assert 0.8 < span < 1.4, span
+    # rate 2: 100 ms of bag time every 50 ms of wall time. The exact schedule is tested above
+    # with a fake clock; over DDS the arrival times also hold the machine's scheduling delays
+    # (a stalled replay catches up: one long gap, then short ones), so the median gap is
+    # checked: measured 50 ms (span 0.95 s); rate 1 would give 100 ms, no pacing ~0 ms.
+    gaps = np.diff([arrival for arrival, _, _ in images])
+    assert 0.035 < np.median(gaps) < 0.075, gaps
     clock = got["clock"]
     assert clock and clock == sorted(clock)
     assert clock[-1] == T0 + (N_FRAMES - 1) * PERIOD_NS + 2000
