@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 INSTALL = ROOT / "install"
 PARAMS = ROOT / "launch" / "config" / "replay.yaml"
 PARALLEL = 3  # processes per node kind at a time (2 cores: start-up dominates)
-EXIT_TIMEOUT_S = 15.0  # launch escalates to SIGTERM after 5 s, SIGKILL after 10 s more
+EXIT_TIMEOUT_S = 60.0  # then a hang (not launch's 15 s: 9 starts on 2 loaded cores took 13.7 s)
 H, W = 64, 80  # tiny model input = label size = flood image size
 ROS_LOG_LINE = re.compile(r"\[(DEBUG|INFO|WARN|ERROR|FATAL)\] \[\d+\.\d+\] \[[\w./]+\]: ")
 
@@ -345,5 +345,5 @@ def test_sigint_and_sigterm_under_traffic_always_exit_0(tmp_path: Path) -> None:
     assert all("replay stopped by a signal" in o.output for o in stopped), [
         o.output for o in stopped if "replay stopped by a signal" not in o.output][:1]
     # the nodes were serving: the flood got labels from segmentation nodes and grids from
-    # costmap nodes (measured: hundreds of each)
+    # costmap nodes (measured 874 / 636 at load ~10, 1465 / 1212 in another run)
     assert outputs["labels"] > 50 and outputs["grid"] > 50, outputs
