@@ -6,7 +6,8 @@ received by stand-ins with the names, topics and QoS of the shipped Nav2 example
 
 Checked against what docs/nav2.md promises:
 * the clouds carry image stamps only and none is published while stale;
-* the grid is all unknown within stale_timeout + watchdog_period of the last labels;
+* the grid is all unknown within stale_timeout + watchdog_period of the last labels (timed by
+  the grid's own stamp, plus an allowance for the node's timer on a loaded machine);
 * the collision monitor's validity rule (nav2_collision_monitor source.cpp ``sourceValid``: a
   source is invalid when now - newest stamp > source_timeout, and the monitor then publishes
   zero velocity, collision_monitor_node.cpp 436-447) applied to the stamps actually received
@@ -27,6 +28,11 @@ import nav2_harness as h
 
 pytestmark = pytest.mark.ros
 TICK = 0.05                     # the monitor runs per cmd_vel message: 20 Hz controller
+LABEL_RATE_HZ = 10.0            # the labels stream of Graph.drive
+# How late the node's 10 Hz watchdog timer may run on a loaded machine (measured: none, the
+# grid 0.6 s after the last labels at load 8-12). The sum with stale_timeout + watchdog_period,
+# 0.9 s, still fails a watchdog that waits twice stale_timeout (>= 1 s).
+WATCHDOG_LATENESS_S = 0.3
 
 
 def _valid(clouds: list[tuple[float, float]], t: float, timeout: float) -> bool:
@@ -44,22 +50,26 @@ def test_clouds_stop_when_labels_stop_and_the_collision_monitor_would_stop_the_r
     update_rate = max(layer[name]["expected_update_rate"]
                       for name in layer["observation_sources"].split())
     config = h.robot_config()
-    arrivals: list[list[tuple[float, object]]] = [[] for _ in subs]
+    # per subscription: (received, published, message); both times are DDS's own (this
+    # process's receipt, the node's write), in system time like the image stamps, so this
+    # process's executor delays on a loaded machine do not count as the node's
+    arrivals: list[list[tuple[float, float, object]]] = [[] for _ in subs]
     proc = h.start_costmap_node()
     graph = None
     try:
         graph = h.Graph()
         for s, log in zip(subs, arrivals, strict=True):
-            graph.subscribe(s, lambda m, log=log: log.append((time.time(), m)))
+            graph.subscribe(s, lambda m, info, log=log: log.append(
+                (info["received_timestamp"] * 1e-9, info["source_timestamp"] * 1e-9, m)))
         graph.wait_for(proc)
         graph.calibrate()
         graph.drive(0.5, None)
         labels = h.ground_labels(config)
-        sent = graph.drive(2.5, labels)
+        sent = graph.drive(2.5, labels, rate=LABEL_RATE_HZ)
         stopped_at = time.time()                          # just after the last labels
         graph.drive(2.0, None)                            # perception stale, odometry goes on
         resumed_at = time.time()
-        sent += graph.drive(1.0, labels)
+        sent += graph.drive(1.0, labels, rate=LABEL_RATE_HZ)
         graph.spin(0.3)
     finally:
         if graph is not None:
@@ -69,24 +79,42 @@ def test_clouds_stop_when_labels_stop_and_the_collision_monitor_would_stop_the_r
 
     stamps = {h.seconds(t) for t in sent}
     last_image = max(h.seconds(t) for t in sent if h.seconds(t) < stopped_at)
+    grid = next(log for s, log in zip(subs, arrivals, strict=True) if s.kind == "grid")
+    unknown = next((m for _, published, m in grid if published > stopped_at
+                    and (np.frombuffer(bytes(m.data), np.int8) == -1).all()), None)
+    assert unknown is not None, "no all-unknown grid while the labels had stopped"
+    stale_from = h.seconds(unknown.header.stamp)  # the node's clock when it published it
+    # Wall-clock windows seen by this process also hold the feeder's own stalls (this process
+    # sends the labels), which grow with the machine's load; so each Nav2 rule is checked on
+    # the node's part: the gaps it adds, the age of what it publishes.
+    period = 1.0 / LABEL_RATE_HZ
     for s, log in zip(subs, arrivals, strict=True):
         if s.kind != "cloud":
             continue
         # image stamps only: no cloud stamped by the clock, none published while stale
-        assert log and {h.seconds(m.header.stamp) for _, m in log} <= stamps, s.what
-        assert not [t for t, _ in log if stopped_at + 0.3 < t < resumed_at], s.what
-        clouds = [(t, h.seconds(m.header.stamp)) for t, m in log]
-        streaming = [t for t, _ in clouds if t < stopped_at]
-        age = max(t - stamp for t, stamp in clouds)
-        gaps = np.diff(streaming)
-        print(f"\n{s.node.name} {s.what}: {len(log)} clouds, oldest on arrival {age * 1e3:.0f} "
-              f"ms, largest gap while streaming {gaps.max() * 1e3:.0f} ms")
-        # obstacle layer: current while streaming (gaps <= expected_update_rate)
-        assert gaps.max() < update_rate, f"{s.what} would flap non-current"
-        # collision monitor: valid at every tick while streaming ...
-        ticks = np.arange(streaming[0], stopped_at, TICK)
-        assert all(_valid(clouds, t, timeout) for t in ticks), f"{s.what}: stop while healthy"
-        # ... invalid from source_timeout after the last image until labels resume ...
+        assert log and {h.seconds(m.header.stamp) for *_, m in log} <= stamps, s.what
+        assert not [p for _, p, _ in log if stale_from <= p < resumed_at], s.what
+        clouds = [(t, h.seconds(m.header.stamp)) for t, _, m in log]
+        streaming = [(t, stamp) for t, stamp in clouds if stamp < stopped_at]
+        arrival = np.array([t for t, _ in streaming])
+        age = arrival - np.array([stamp for _, stamp in streaming])
+        gaps, sent_gaps = np.diff(arrival), np.diff([stamp for _, stamp in streaming])
+        added = (gaps - sent_gaps).max()
+        print(f"\n{s.node.name} {s.what}: {len(log)} clouds, oldest on arrival "
+              f"{age.max() * 1e3:.0f} ms, largest gap while streaming {gaps.max() * 1e3:.0f} ms "
+              f"(labels sent {sent_gaps.max() * 1e3:.0f} ms apart at most; at most "
+              f"{added * 1e3:.0f} ms added to a gap)")
+        # obstacle layer: current while streaming, i.e. every arrival gap < expected_update_rate
+        # (0.5 s). Labels come every 0.1 s, so that holds while the node and DDS add less than
+        # 0.4 s to a gap between labels (measured at most 154 ms, at load 8-12).
+        assert added < update_rate - period, f"{s.what} would flap"
+        # collision monitor: valid at every tick while streaming, i.e. the newest cloud is
+        # younger than source_timeout (0.5 s). That holds while a cloud arrives younger than
+        # source_timeout minus one label period (measured 104-228 ms old at load 8-12: this
+        # process's own stalls are not counted, DDS's receipt time is).
+        assert age.max() < timeout - period, f"{s.what}: would stop while healthy"
+        # ... invalid from source_timeout after the last image until labels resume (the rule
+        # on the stamps received; no cloud comes in between, as checked above) ...
         stop_ticks = np.arange(stopped_at, resumed_at, TICK)
         first_invalid = next(t for t in stop_ticks if not _valid(clouds, t, timeout))
         assert first_invalid - last_image <= timeout + TICK + 1e-3
@@ -96,14 +124,18 @@ def test_clouds_stop_when_labels_stop_and_the_collision_monitor_would_stop_the_r
         # ... and valid again once perception is back
         assert _valid(clouds, max(t for t, _ in clouds), timeout)
 
-    grid = next(log for s, log in zip(subs, arrivals, strict=True) if s.kind == "grid")
-    unknown = next(t for t, m in grid if t > stopped_at
-                   and (np.frombuffer(bytes(m.data), np.int8) == -1).all())
-    latency = unknown - (last_image + h.LATENCY)        # from the last labels sent
-    print(f"grid all unknown {latency * 1e3:.0f} ms after the last labels (stale_timeout "
+    # The node accepted the last labels after they were sent (stamp + LATENCY) and before it
+    # published its first output for them; it must publish the all-unknown grid after
+    # stale_timeout and within stale_timeout + watchdog_period of that, on its own clock.
+    answered = min(p for log in arrivals for _, p, m in log
+                   if h.seconds(m.header.stamp) == last_image)
+    after_sent = stale_from - (last_image + h.LATENCY)
+    after_answer = stale_from - answered
+    print(f"grid all unknown {after_sent * 1e3:.0f} ms after the last labels were sent, "
+          f"{after_answer * 1e3:.0f} ms after the node's first output for them (stale_timeout "
           f"{config.stale_timeout * 1e3:.0f} ms + watchdog {config.watchdog_period * 1e3:.0f} ms)")
-    # 100 ms for processing, DDS and scheduling on a loaded shared 2-core machine
-    assert config.stale_timeout - 0.1 <= latency
-    assert latency <= config.stale_timeout + config.watchdog_period + 0.1
+    assert after_sent > config.stale_timeout  # never earlier: exact, no slack
+    # plus WATCHDOG_LATENESS_S for its timer run late by a loaded machine
+    assert after_answer <= config.stale_timeout + config.watchdog_period + WATCHDOG_LATENESS_S
     assert all((np.frombuffer(bytes(m.data), np.int8) == -1).all()
-               for t, m in grid if unknown <= t < resumed_at)
+               for _, p, m in grid if stale_from <= p < resumed_at)
