@@ -111,7 +111,7 @@ def test_torch_vs_onnx_on_synthetic_model(chain: dict) -> None:
         total += labels.size
     print(f"\n[acceptance] torch vs ONNX FP32: max |logit diff| {worst:.2e}, labels identical "
           f"{100 * same / total:.3f}%")
-    assert worst <= 1e-3 and same / total >= 0.999
+    assert worst <= 1e-3 and same / total >= 0.999  # measured 3.3e-6, 100 % (near-ties only)
 
 
 def _check_binary(chain: dict, qdq: str, ctx: str, min_agreement: float) -> dict:
@@ -125,8 +125,10 @@ def _check_binary(chain: dict, qdq: str, ctx: str, min_agreement: float) -> dict
     print(f"\n[acceptance] {chain[ctx].qnn.precision} context binary\n" + markdown(report))
     print(f"[acceptance] times (s): {chain['times']} at {W}x{H}")
     htp = report["results"]["htp"]
-    assert report["results"]["fp32"]["miou"] > 25.0, "the model did not learn"
+    assert report["results"]["fp32"]["miou"] > 25.0, "the model did not learn"  # measured 59.2
     assert htp["agreement_with_fp32"] >= min_agreement
+    # measured 0.05 (w8a16) and 0.0 (mixed); the 0.3-point goal is printed by make demo and
+    # bench/bench_quantization.py on the demo-sized model
     assert htp["miou_drop"] <= 1.0
     assert report["flags"] == []
     return report
@@ -135,9 +137,10 @@ def _check_binary(chain: dict, qdq: str, ctx: str, min_agreement: float) -> dict
 # Regression floors, not the goal (>= 99 % on the demo-sized model, printed by `make demo`):
 # this toy model (160x136, ~240 steps) has small logit margins and its agreement moves by
 # ~0.3 points between machines of one kind.
-W8A16_FLOOR = 98.5  # measured 99.45 (and 99.4x on a second machine): ~1 point of margin
-# measured 98.96 here, 99.17 on another machine; plain w8a8 (the damaged precision this
-# default replaced) measures ~97.3 on the same model, so the floor still catches it.
+W8A16_FLOOR = 98.5  # measured 99.45, 99.4x on a second machine, 99.58: ~1 point of margin
+# measured 98.96 here, 99.17 on another machine, 99.35 with the deterministic trainings; plain
+# w8a8 (the damaged precision this default replaced) measures ~97.3 on the same model, so the
+# floor still catches it.
 MIXED_FLOOR = 98.0
 
 
@@ -159,4 +162,4 @@ def test_upsampling_choice(chain: dict) -> None:
                                 height=H, width=W).miou
     print(f"\n[acceptance] val mIoU: bilinear-then-ArgMax {100 * scores['fp32']:.2f}, "
           f"ArgMax-at-1/8-then-nearest {100 * scores['nearest']:.2f}")
-    assert scores["fp32"] >= scores["nearest"] - 0.005
+    assert scores["fp32"] >= scores["nearest"] - 0.005  # measured 59.17 vs 55.97 mIoU

@@ -68,6 +68,8 @@ def test_torch_onnx_parity(exported: tuple[DDRNet23Slim, Path, Path]) -> None:
         total += labels.size
     print(f"torch vs ONNX FP32: logits max abs diff {worst:.2e}, labels identical "
           f"{100 * same / total:.3f}%")
+    # measured 1.6e-5 and 100 %: the same FP32 maths; a logit difference that small flips
+    # only exact near-ties, for which 0.1 % of the pixels (65) is left
     assert worst <= 1e-3
     assert same / total >= 0.999
 
@@ -107,7 +109,7 @@ def test_confidence_is_max_softmax(exported: tuple[DDRNet23Slim, Path, Path]) ->
     rgb = _images(1)[0]
     ref = torch.softmax(torch.from_numpy(torch_logits(model, rgb)), 0).amax(0).numpy()
     conf = InferenceEngine(labels_path, provider="cpu").run(rgb).confidence
-    assert np.abs(conf.astype(np.float32) - ref * 255).max() <= 1.0
+    assert np.abs(conf.astype(np.float32) - ref * 255).max() <= 1.0  # uint8 rounding: 0.50
 
 
 def test_nearest_is_argmax_at_one_eighth(tmp_path: Path) -> None:
@@ -121,7 +123,7 @@ def test_nearest_is_argmax_at_one_eighth(tmp_path: Path) -> None:
         low = model((x - mean) / std)[0].argmax(0).numpy()
     expected = np.repeat(np.repeat(low, 8, axis=0), 8, axis=1)
     got = InferenceEngine(path, provider="cpu").run(rgb).labels
-    assert (got == expected).mean() >= 0.999
+    assert (got == expected).mean() >= 0.999  # measured 1.0; near-ties only, as above
 
 
 def test_bad_size_and_class_count(tmp_path: Path) -> None:
@@ -159,7 +161,7 @@ def test_cli_export(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert contract.producer["train_config"] == {"crop_height": 64}
     rgb = _images(1)[0]
     assert (InferenceEngine(out, provider="cpu").run(rgb).labels
-            == torch_logits(model, rgb).argmax(0)).mean() >= 0.999
+            == torch_logits(model, rgb).argmax(0)).mean() >= 0.999  # measured 1.0 (as above)
     assert main(["export", "onnx", "--checkpoint", str(tmp_path / "missing.pth"),
                  "--out", str(out)]) == 2
     assert "does not exist" in capsys.readouterr().err

@@ -100,7 +100,7 @@ def test_qdq_agrees_with_fp32(tiny: dict) -> None:
     rng = np.random.default_rng(9)
     agree = np.mean([(fp32.run(x).labels == qdq.run(x).labels).mean()
                      for x in (_image(rng) for _ in range(5))])
-    assert agree >= 0.98
+    assert agree >= 0.98  # measured 0.9954; CPU kernels move a few boundary pixels by machine
 
 
 def test_w8a16(tiny: dict) -> None:
@@ -111,8 +111,10 @@ def test_w8a16(tiny: dict) -> None:
     assert TensorProto.UINT16 in zero_points
     assert _io(out)[0] == [("image", TensorProto.UINT8)]
     rgb = tiny["calib"][0]
+    # measured 0.9963 (19 of 5120 pixels differ; 0.99 allowed 51, 0.6 % from failing): 0.98
+    # leaves ~80 pixels for another machine's kernels, a broken 16-bit path flips far more
     assert (InferenceEngine(out, provider="cpu").run(rgb).labels
-            == InferenceEngine(tiny["fp32"], provider="cpu").run(rgb).labels).mean() >= 0.99
+            == InferenceEngine(tiny["fp32"], provider="cpu").run(rgb).labels).mean() >= 0.98
 
 
 def test_pure_w8a8(tiny: dict) -> None:
@@ -148,7 +150,9 @@ def test_context_binary(tiny: dict) -> None:
     assert engine.is_context_binary and engine.provider == "QNNExecutionProvider"
     qdq = InferenceEngine(tiny["qdq"], provider="cpu")
     x = tiny["calib"][3]
-    assert (engine.run(x).labels == qdq.run(x).labels).mean() >= 0.99
+    # measured 0.9990 (5 of 5120 pixels; HTP emulator vs CPU QDQ rounding): 0.99 was within
+    # 1 %, 0.98 leaves ~100 pixels
+    assert (engine.run(x).labels == qdq.run(x).labels).mean() >= 0.98
 
 
 def test_fp16_context_binary_only_on_request(tiny: dict) -> None:
@@ -186,7 +190,8 @@ def _victim(report: dict) -> str:
 
 def test_report_passes_good_and_flags_collapsed_class(tiny: dict, tmp_path: Path) -> None:
     # The tiny model is one linear layer on colour: 8-bit moves a few % of boundary pixels
-    # (98.7% agreement), so its "healthy" band is wider than a real network's 3 points.
+    # (measured 99.56 % agreement, 98.7 % earlier), so its "healthy" band is wider than a real
+    # network's 3 points.
     good = quantize_report(tiny["fp32"], tiny["data"], qdq=tiny["qdq"], ctx=tiny["ctx"].model,
                            threshold=15.0)
     assert good["flags"] == [], good["flags"]
@@ -197,7 +202,7 @@ def test_report_passes_good_and_flags_collapsed_class(tiny: dict, tmp_path: Path
     bad = quantize_report(tiny["fp32"], tiny["data"], qdq=broken)
     flagged = {(f["model"], f["class"]) for f in bad["flags"]}
     assert ("qdq", _victim(bad)) in flagged
-    assert bad["results"]["qdq"]["iou"][_victim(bad)] < 5.0
+    assert bad["results"]["qdq"]["iou"][_victim(bad)] < 5.0  # measured 0.17 (79.8 healthy)
     table = markdown(bad)
     assert "**FLAG**" in table and _victim(bad) in table.split("FLAGGED")[1]
 
@@ -278,6 +283,6 @@ def test_ddrnet_compiles_to_one_htp_node_with_confidence(ddrnet: dict) -> None:
     x = ddrnet["calib"][0]
     a, b = htp.run(x), qdq.run(x)
     # an untrained net has near-tied logits everywhere; the trained-model figure is >= 99%
-    assert (a.labels == b.labels).mean() >= 0.95
+    assert (a.labels == b.labels).mean() >= 0.95  # measured 0.9727
     # the HTP's 8-bit softmax differs from the CPU's QDQ softmax by a few levels (measured 7/255)
     assert np.abs(a.confidence.astype(int) - b.confidence).mean() <= 12.0
