@@ -75,7 +75,9 @@ def test_one_point_per_bearing_clears_what_one_point_per_cell_clears(pose):
           f"{len(cleared & every) / len(every):.4f} of the per-cell rays' cells, "
           f"{len(cleared & seen_free) / len(seen_free):.4f} of the cells seen free/caution")
     assert cleared <= every                              # nothing more than per-cell rays
-    assert len(cleared & every) >= 0.99 * len(every)     # measured 0.9989, 0.9971
+    # measured 0.9989, 0.9971 (0.99 was 0.7 % away); integer cell walks, so only cells on
+    # a boundary may differ between machines: 0.985 leaves ~250 of 19,000 cells
+    assert len(cleared & every) >= 0.985 * len(every)
     assert len(cleared & seen_free) >= 0.97 * len(seen_free)   # measured 0.984 at both
     assert len(ours) * 20 <= known.sum()                 # measured 512 for 17,605 (34x)
     # marking: exactly the BLOCKED/HAZARD cells

