@@ -426,7 +426,10 @@ def test_slow_engine_keeps_label_age_bounded_and_memory_flat(model, monkeypatch)
                     for i, (w, a, b) in enumerate(zip(waits, ages, busy, strict=True))))[-5:]
     print(f"\n{len(ages)} labels: age p50 {np.median(ages):.0f} max {ages.max():.0f} ms, "
           f"processing p50 {np.median(busy):.0f} max {busy.max():.0f} ms, wait p50 "
-          f"{np.median(waits):.0f} p95 {np.percentile(waits, 95):.0f} max {waits.max():.0f} ms")
+          f"{np.median(waits):.0f} p95 {np.percentile(waits, 95):.0f} max {waits.max():.0f} ms; "
+          f"{stats[-1].frames_received} of {sent} frames received, "
+          f"{stats[-1].frames_dropped} dropped; RSS {np.median(rss[2:5]) / 2**20:.0f} -> "
+          f"{np.median(rss[-3:]) / 2**20:.0f} MB")
     assert np.median(waits) <= WAIT_MEDIAN_MS, f"worst (wait, index, age, processing): {worst}"
     assert waits.max() <= WAIT_MAX_MS, f"worst (wait, index, age, processing): {worst}"
     # the worker is never idle while frames wait: labels at the node's own processing rate

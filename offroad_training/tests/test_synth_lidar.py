@@ -51,7 +51,7 @@ def test_beam_structure_rings_and_azimuths(world):
     assert (np.diff(order) > 0).all()
     # Every ring below the horizon sees the ground all around (flat and relief worlds).
     low = scan.ring < 6
-    assert len(np.unique(np.round(column[low]).astype(int) % 720)) > 700
+    assert len(np.unique(np.round(column[low]).astype(int) % 720)) > 700  # measured 716-719
     assert (scan.intensity >= 0).all() and (scan.intensity <= 255).all()
     assert scan.intensity[scan.class_id != WATER].mean() > 20
 
@@ -82,7 +82,7 @@ def test_points_lie_on_the_world_with_their_classes(world):
                 near |= o.contains(sp[idx, 0] + dx, sp[idx, 1] + dy)
             ok = near & (scan.class_id[solid][idx] == o.cls)
             inside[idx[ok]] = True
-    assert inside.mean() > 0.999, inside.mean()
+    assert inside.mean() > 0.999, inside.mean()  # measured 1.0: slack for 1 mm border rounding
     # The world has content all around the robot: obstacles in every quadrant.
     az = np.arctan2(scan.points[solid, 1], scan.points[solid, 0])
     quadrant = np.floor((az + math.pi) / (math.pi / 2)).astype(int) % 4

@@ -119,6 +119,7 @@ def test_ground_pixels_reproject_to_their_topdown_cells(cam_index):
         back_checked += int(ok.sum())
         back_agree += int((frame.labels[pv, pu][ok] == cls[ok]).sum())
     assert checked > 20000 and back_checked > 2000, (checked, back_checked)
+    # measured 100 % both ways (4 cases): exact geometry, 1 % slack for pixel-border rounding
     assert agree / checked >= 0.99, agree / checked
     assert back_agree / back_checked >= 0.99, back_agree / back_checked
 
