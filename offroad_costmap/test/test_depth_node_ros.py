@@ -5,6 +5,7 @@ survived. Scenes: ``depth_scene.py`` (analytic ray casting)."""
 
 import numpy as np
 import pytest
+from rclpy.duration import Duration
 
 from offroad_core.camera import Camera, CameraPose
 from offroad_core.costmap.params import validate
@@ -119,7 +120,11 @@ def test_depth_and_lidar_give_the_cores_grid_and_labelled_cloud_and_bad_input_is
                 depth_pub.publish(depth_msg)
             for m in cloud_msgs:
                 cloud_pub.publish(m)
-            peer.spin(0.5)          # large messages on a loaded machine: time to arrive
+            # large messages on a loaded machine: the node's DDS acknowledged them (reliable
+            # QoS), then a moment for its callbacks, before the labels that use them
+            for pub in (depth_pub, cloud_pub):
+                assert pub.wait_for_all_acked(Duration(seconds=10)), "depth/cloud not delivered"
+            peer.spin(0.3)
             peer.send_camera_info()
             return peer.send(labels, stamp)
 
