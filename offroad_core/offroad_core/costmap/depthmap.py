@@ -183,7 +183,8 @@ class DepthCostmap:
         self._camera_key: Camera | None = None
         self._align_key: tuple | None = None
         self.timings: dict[str, float] = {}
-        """Seconds per stage of the last frame that gave a grid (``bench/``)."""
+        """Seconds per stage of the last frame that gave a grid (``bench/``); the cloud
+        stages of a frame on the worker thread overlap ``depth points``."""
 
     def _tables(self, camera: Camera, depth_camera: CameraIntrinsics) -> None:
         s = self.settings
@@ -231,7 +232,6 @@ class DepthCostmap:
             if source is not None:
                 sources.append(source)
                 hidden += painted_hidden
-        clock.lap("cloud reports")
         if not sources:
             return None
         fused = self.fuser.fuse([src.batch for src in sources],
