@@ -284,6 +284,23 @@ def write_report(out: Path, stage_seconds: dict[str, float]) -> Path:
     return atomic_write_text(report_dir / "index.html", page)
 
 
+GOAL_AGREEMENT, GOAL_MIOU_DROP, GOAL_CLASS_DROP = 99.0, 0.3, 1.5
+
+
+def _htp_goal_line(htp: dict) -> str:
+    """The context binary against FP32, beside the deploy chain's goals (printed, not asserted)."""
+    agreement, drop = htp.get("agreement_with_fp32"), htp.get("miou_drop")
+    drops = [-d for d in (htp.get("delta") or {}).values() if d is not None]
+    worst = max(drops) if drops else None
+    met = (agreement is not None and agreement >= GOAL_AGREEMENT
+           and drop is not None and drop <= GOAL_MIOU_DROP
+           and worst is not None and worst <= GOAL_CLASS_DROP)
+    return (f"HTP vs FP32: label agreement {_fmt(agreement, 2)} % (goal >= {GOAL_AGREEMENT:g}), "
+            f"mIoU drop {_fmt(drop, 2)} points (goal <= {GOAL_MIOU_DROP:g}), worst class "
+            f"{_fmt(worst, 2)} points (goal <= {GOAL_CLASS_DROP:g}): "
+            f"{'goals met' if met else 'GOALS NOT MET'}")
+
+
 def summary_lines(out: Path) -> list[str]:
     """The headline figures, for the console."""
     quant = _load_json(out / "quant_report" / "report.json") or {"results": {}}
@@ -292,8 +309,7 @@ def summary_lines(out: Path) -> list[str]:
     lines = ["mIoU (val, points): " + ", ".join(
         f"{k} {_fmt(v.get('miou'))}" for k, v in res.items())]
     if "htp" in res:
-        lines.append(f"HTP vs FP32: drop {_fmt(res['htp'].get('miou_drop'), 2)} points, "
-                     f"label agreement {_fmt(res['htp'].get('agreement_with_fp32'), 2)} %")
+        lines.append(_htp_goal_line(res["htp"]))
     cm = live.get("costmap") or {}
     c = live.get("counters") or {}
     lines.append(f"live: {live.get('labels_received')} label images for "
