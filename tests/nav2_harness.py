@@ -29,6 +29,7 @@ import yaml
 from offroad_core.camera import Camera, CameraIntrinsics
 from offroad_core.costmap.params import CostmapConfig, validate
 from offroad_core.ontology import CLASS_NAMES, CLASSES
+from offroad_core.testing import stop_process as stop
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "launch" / "config"
@@ -139,17 +140,6 @@ def start_costmap_node(extra: tuple[str, ...] = ()) -> subprocess.Popen:
            "--params-file", str(ROBOT_YAML), *extra]
     return subprocess.Popen(cmd, env=dict(os.environ), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
-
-
-def stop(proc: subprocess.Popen) -> str:
-    """SIGINT, wait; the node's output."""
-    if proc.poll() is None:
-        proc.send_signal(2)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-    return proc.stdout.read()
 
 
 def wall_stamp(offset: float = 0.0) -> Any:

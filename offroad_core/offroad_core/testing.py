@@ -1,5 +1,6 @@
 """Tiny ONNX models that follow the deploy contract, for tests and benchmarks (and
-:func:`png_bomb`, the decompression-bomb image of the robustness tests).
+:func:`png_bomb`, the decompression-bomb image of the robustness tests, and
+:func:`stop_process`, how the DDS tests stop a node they started).
 
 Not a segmentation network: a 1x1 convolution over the normalised RGB values, so every pixel's
 class is a deterministic function of its colour. Same interface as the real exported model
@@ -10,6 +11,8 @@ normalisation inside the graph, output ``labels`` uint8 (1, H, W) from ArgMax ->
 
 from __future__ import annotations
 
+import signal
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -110,3 +113,16 @@ def png_bomb(width: int, height: int) -> bytes:
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat)
             + chunk(b"IEND", b""))
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = 15.0) -> str:
+    """Stop a node started with ``stdout=PIPE, text=True`` by SIGINT (kill after ``timeout``
+    seconds); return everything it printed."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.stdout.read()

@@ -23,6 +23,7 @@ from offroad_core.costmap.params import validate
 from offroad_core.costmap.pipeline import CostmapPipeline, ModelInfo
 from offroad_core.ontology import CLASS_NAMES, CLASSES
 from offroad_core.stamps import stamp_seconds
+from offroad_core.testing import stop_process as stop_node
 from offroad_costmap.test.scene import Scene
 
 pytestmark = pytest.mark.ros
@@ -52,17 +53,6 @@ def node_args(overrides: dict) -> list[str]:
 def start_node(**overrides) -> subprocess.Popen:
     return subprocess.Popen(node_args(overrides), env=dict(os.environ), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
-
-
-def stop_node(proc: subprocess.Popen) -> str:
-    """Stop the node with SIGINT; return its output."""
-    if proc.poll() is None:
-        proc.send_signal(2)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-    return proc.stdout.read()
 
 
 def expected_values(labels: np.ndarray, **overrides) -> tuple[np.ndarray, GridGeometry]:

@@ -18,6 +18,7 @@ import pytest
 from offroad_core import imaging
 from offroad_core.engine import InferenceEngine
 from offroad_core.testing import build_tiny_model
+from offroad_core.testing import stop_process as stop_node
 
 pytestmark = pytest.mark.ros
 
@@ -58,17 +59,6 @@ def start_node(model: Path, *params: str) -> subprocess.Popen:
         args += ["-p", p]
     return subprocess.Popen(args, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)
-
-
-def stop_node(proc: subprocess.Popen) -> str:
-    """Stop the node with SIGINT; return its output."""
-    if proc.poll() is None:
-        proc.send_signal(2)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-    return proc.stdout.read()
 
 
 class Peer:
