@@ -62,6 +62,7 @@ class DepthEvaluation:
         self.config, self.info = config, info
         self.pipeline: CostmapPipeline | None = None
         self.scorer: GridScorer | None = None
+        self.in_view: GridScorer | None = None
         self.topics: tuple[str, ...] = ()
         self.problems: Counter[str] = Counter()
         self.modes: Counter[str] = Counter()
@@ -89,6 +90,7 @@ class DepthEvaluation:
         self.pipeline = CostmapPipeline(config, on_sensor=self._count)
         self.pipeline.set_model_info(self.info)
         self.scorer = GridScorer(self.pipeline.table, config.category_values.level_lut())
+        self.in_view = GridScorer(self.pipeline.table, config.category_values.level_lut())
         self.topics = tuple(t for t in (depth, *config.depth.clouds) if t)
         notes = [f"depth mode: {', '.join(self.topics)}"]
         if tree is not None:
@@ -155,8 +157,13 @@ class DepthEvaluation:
         self.modes[grid.mode] += 1
         return grid
 
-    def score(self, grid: GridFrame, class_map: Any) -> float | None:
-        """Agreement of one depth-mode grid with the ground-truth class map."""
+    def score(self, grid: GridFrame, class_map: Any, flat: GridFrame | None = None) -> float | None:
+        """Agreement of one depth-mode grid with the ground-truth class map; with the flat
+        mode's grid of the same labels, also scored on the cells that grid observed (the
+        camera's view: LiDAR cells outside it are geometry-only, CAUTION by default)."""
+        if flat is not None and flat.geometry == grid.geometry:
+            self.in_view.score(np.where(flat.values >= 0, grid.values, -1), grid.geometry,
+                               class_map)
         return self.scorer.score(grid.values, grid.geometry, class_map)
 
     def summary(self) -> dict[str, Any] | None:
@@ -165,4 +172,6 @@ class DepthEvaluation:
             return None
         return {"topics": list(self.topics), "grids_by_mode": dict(self.modes),
                 "sensor_problems": dict(self.problems),
-                "costmap_ms": percentiles(self.costmap_ms), **self.scorer.summary()}
+                "costmap_ms": percentiles(self.costmap_ms), **self.scorer.summary(),
+                "in_camera_view": {k: v for k, v in self.in_view.summary().items()
+                                   if k in ("agreement", "compared_cells", "unsafe_cells")}}

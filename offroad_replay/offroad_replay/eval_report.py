@@ -86,5 +86,10 @@ def summary_text(report: dict[str, Any]) -> str:
         lines.append(f"depth mode agreement {100 * d['agreement']:.2f} % of "
                      f"{d['compared_cells']} cells (coverage {100 * d['coverage']:.1f} %, "
                      f"unsafe {d['unsafe_cells']}; grids {d['grids_by_mode']})")
+        v = d.get("in_camera_view") or {}
+        if v.get("agreement") is not None:
+            lines.append(f"depth mode in the camera's view (cells the flat grid observed) "
+                         f"{100 * v['agreement']:.2f} % of {v['compared_cells']} cells "
+                         f"(unsafe {v['unsafe_cells']})")
     lines += [f"note: {note}" for note in report["notes"]]
     return "\n".join(lines)

@@ -174,7 +174,7 @@ class BagEvaluator:
                 row["costmap_agreement"] = self.grids.score(grid.values, grid.geometry,
                                                             frame.class_map)
         if self.depth.active:
-            self._depth_step(result.labels, frame, row, with_map)
+            self._depth_step(result.labels, frame, row, with_map, grid)
         self.rows.append(row)
         overlay = blend_overlay(result.model_input, result.labels, self.lut,
                                 self.segmentation_config.overlay_alpha)
@@ -186,15 +186,16 @@ class BagEvaluator:
                 self.outputs.png(f"costmaps/{n:06d}.png", grid_picture(grid.values))
 
     def _depth_step(self, labels: np.ndarray, frame: Frame, row: dict[str, Any],
-                    with_map: bool) -> None:
-        """The depth mode of the same labels (docs/depth.md): its grid, mode and score."""
+                    with_map: bool, flat: GridFrame | None) -> None:
+        """The depth mode of the same labels (docs/depth.md): its grid, mode and score (also
+        on the cells the flat grid ``flat`` observed: the camera's view)."""
         grid = None
         if self.costmap.camera is not None and self._camera_error is None:
             grid = self.depth.step(labels, stamp_seconds(frame.image.header.stamp))
         row["costmap_mode_depth"] = grid.mode if grid is not None else None
         row["costmap_agreement_depth"] = None
         if grid is not None and with_map and frame.class_map is not None:
-            row["costmap_agreement_depth"] = self.depth.score(grid, frame.class_map)
+            row["costmap_agreement_depth"] = self.depth.score(grid, frame.class_map, flat)
 
     def _score_labels(self, frame: Frame, pred: np.ndarray) -> float | None:
         """Pixel accuracy of the ungated labels (mIoU measures the model, not the gate)."""

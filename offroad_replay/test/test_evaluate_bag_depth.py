@@ -45,6 +45,10 @@ def test_both_modes_are_scored_on_a_bag_with_depth_and_lidar(bags):
     assert depth["sensor_problems"] == {}
     assert depth["compared_cells"] > 500 and flat["compared_cells"] > 500
     assert depth["costmap_ms"]["n"] == FRAMES
+    # in the camera's view: only cells the flat grid observed, a subset of the whole grid's
+    view = depth["in_camera_view"]
+    assert 0 < view["compared_cells"] <= min(depth["compared_cells"], flat["compared_cells"])
+    assert view["unsafe_cells"] <= depth["unsafe_cells"]
     assert any("depth mode: /camera/depth/image_raw, /lidar/points" in n for n in report["notes"])
     assert not any("differ from the bag's /tf_static" in n for n in report["notes"])
     rows = list(csv.DictReader((out / "frames.csv").open()))

@@ -319,6 +319,9 @@ def summary_lines(out: Path) -> list[str]:
     ev = _load_json(out / "bag_eval" / "report.json") or {}
     modes = [(name, ev.get(key)) for name, key in (("flat", "costmap"),
                                                    ("depth", "costmap_depth"))]
+    view = (ev.get("costmap_depth") or {}).get("in_camera_view")
+    modes = [modes[0], ("depth in the camera's view", view),
+             ("depth whole grid (LiDAR cells outside the view: geometry only)", modes[1][1])]
     if any(c and c.get("agreement") is not None for _, c in modes):
         lines.append("offline costmap agreement: " + ", ".join(
             f"{name} {_fmt(100 * c['agreement'])} % (unsafe {c['unsafe_cells']})"
