@@ -25,7 +25,6 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 SYNTH_CONFIG = REPO / "offroad_training" / "offroad_training" / "configs" / "synthetic.yaml"
-GOAL_AGREEMENT, GOAL_MIOU_DROP, GOAL_CLASS_DROP = 99.0, 0.3, 1.5
 
 
 def _ensure_demo_model(run: Path) -> tuple[Path, Path]:
@@ -46,12 +45,10 @@ def _ensure_demo_model(run: Path) -> tuple[Path, Path]:
 
 
 def _figures(report: dict) -> dict:
-    htp = report["results"]["htp"]
-    fp32 = report["results"]["fp32"]
-    drops = [-d for d in htp["delta"].values() if d is not None]
-    return {"agreement": htp["agreement_with_fp32"], "miou_drop": htp["miou_drop"],
-            "worst_class_drop": max(drops) if drops else None, "fp32_miou": fp32["miou"],
-            "htp_miou": htp["miou"]}
+    from offroad_training.deploy.report import goal_figures
+
+    htp, fp32 = report["results"]["htp"], report["results"]["fp32"]
+    return {**goal_figures(htp), "fp32_miou": fp32["miou"], "htp_miou": htp["miou"]}
 
 
 def main() -> int:
@@ -67,7 +64,12 @@ def main() -> int:
     from offroad_training.deploy.compile import compile_context
     from offroad_training.deploy.export import export_checkpoint
     from offroad_training.deploy.quantize import quantize_dataset
-    from offroad_training.deploy.report import quantize_report
+    from offroad_training.deploy.report import (
+        GOAL_AGREEMENT,
+        GOAL_CLASS_DROP,
+        GOAL_MIOU_DROP,
+        quantize_report,
+    )
 
     checkpoint, data = _ensure_demo_model(args.run.resolve())
     rows = {}

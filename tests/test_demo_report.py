@@ -73,3 +73,29 @@ def test_missing_inputs_leave_their_plots_out(report, tmp_path: Path) -> None:
     index = report.write_report(tmp_path, {})
     assert index.exists() and "No evaluation log." in index.read_text()
     assert not any((index.parent / name).exists() for name in PLOTS)
+
+
+def _summary(report, out: Path, htp: dict) -> list[str]:
+    (out / "quant_report").mkdir(parents=True, exist_ok=True)
+    (out / "quant_report" / "report.json").write_text(json.dumps(
+        {"results": {"fp32": {"miou": 75.0}, "htp": {"miou": 74.8, **htp}}}))
+    return report.summary_lines(out)
+
+
+def test_summary_prints_the_goal_verdict_and_both_costmap_modes(report, tmp_path: Path) -> None:
+    good = {"agreement_with_fp32": 99.08, "miou_drop": 0.2, "delta": {"water": -0.95,
+                                                                      "sky": None}}
+    (tmp_path / "bag_eval").mkdir()
+    depth = {"agreement": 0.742, "unsafe_cells": 138,
+             "in_camera_view": {"agreement": 0.948, "unsafe_cells": 137}}
+    (tmp_path / "bag_eval" / "report.json").write_text(json.dumps(
+        {"costmap": {"agreement": 0.953, "unsafe_cells": 530}, "costmap_depth": depth}))
+    lines = _summary(report, tmp_path, good)
+    htp = next(line for line in lines if line.startswith("HTP vs FP32"))
+    assert "99.08 %" in htp and "worst class 0.95 points" in htp and htp.endswith("goals met")
+    modes = next(line for line in lines if line.startswith("offline costmap"))
+    assert "flat 95.3 % (unsafe 530)" in modes
+    assert "camera's view 94.8 % (unsafe 137)" in modes and "74.2 % (unsafe 138)" in modes
+    for bad in ({**good, "agreement_with_fp32": 98.9}, {**good, "miou_drop": 0.31},
+                {**good, "delta": {"water": -1.6}}):
+        assert _summary(report, tmp_path, bad)[1].endswith("GOALS NOT MET")

@@ -18,6 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from offroad_core.atomic import atomic_path, atomic_write_text
+from offroad_training.deploy.report import (
+    GOAL_AGREEMENT,
+    GOAL_CLASS_DROP,
+    GOAL_MIOU_DROP,
+    goal_figures,
+)
 
 PLOT_DPI = 100
 
@@ -284,21 +290,13 @@ def write_report(out: Path, stage_seconds: dict[str, float]) -> Path:
     return atomic_write_text(report_dir / "index.html", page)
 
 
-GOAL_AGREEMENT, GOAL_MIOU_DROP, GOAL_CLASS_DROP = 99.0, 0.3, 1.5
-
-
 def _htp_goal_line(htp: dict) -> str:
     """The context binary against FP32, beside the deploy chain's goals (printed, not asserted)."""
-    agreement, drop = htp.get("agreement_with_fp32"), htp.get("miou_drop")
-    drops = [-d for d in (htp.get("delta") or {}).values() if d is not None]
-    worst = max(drops) if drops else None
-    met = (agreement is not None and agreement >= GOAL_AGREEMENT
-           and drop is not None and drop <= GOAL_MIOU_DROP
-           and worst is not None and worst <= GOAL_CLASS_DROP)
-    return (f"HTP vs FP32: label agreement {_fmt(agreement, 2)} % (goal >= {GOAL_AGREEMENT:g}), "
-            f"mIoU drop {_fmt(drop, 2)} points (goal <= {GOAL_MIOU_DROP:g}), worst class "
-            f"{_fmt(worst, 2)} points (goal <= {GOAL_CLASS_DROP:g}): "
-            f"{'goals met' if met else 'GOALS NOT MET'}")
+    g = goal_figures(htp)
+    return (f"HTP vs FP32: label agreement {_fmt(g['agreement'], 2)} % (goal >= "
+            f"{GOAL_AGREEMENT:g}), mIoU drop {_fmt(g['miou_drop'], 2)} points (goal <= "
+            f"{GOAL_MIOU_DROP:g}), worst class {_fmt(g['worst_class_drop'], 2)} points (goal <= "
+            f"{GOAL_CLASS_DROP:g}): {'goals met' if g['met'] else 'GOALS NOT MET'}")
 
 
 def summary_lines(out: Path) -> list[str]:
@@ -317,11 +315,10 @@ def summary_lines(out: Path) -> list[str]:
                  f"mIoU {_fmt(live.get('miou'))}, costmap agreement "
                  f"{_fmt(None if cm.get('agreement') is None else 100 * cm['agreement'])} %")
     ev = _load_json(out / "bag_eval" / "report.json") or {}
-    modes = [(name, ev.get(key)) for name, key in (("flat", "costmap"),
-                                                   ("depth", "costmap_depth"))]
-    view = (ev.get("costmap_depth") or {}).get("in_camera_view")
-    modes = [modes[0], ("depth in the camera's view", view),
-             ("depth whole grid (LiDAR cells outside the view: geometry only)", modes[1][1])]
+    depth = ev.get("costmap_depth") or {}
+    modes = [("flat", ev.get("costmap")),
+             ("depth in the camera's view", depth.get("in_camera_view")),
+             ("depth whole grid (LiDAR cells outside the view: geometry only)", depth)]
     if any(c and c.get("agreement") is not None for _, c in modes):
         lines.append("offline costmap agreement: " + ", ".join(
             f"{name} {_fmt(100 * c['agreement'])} % (unsafe {c['unsafe_cells']})"

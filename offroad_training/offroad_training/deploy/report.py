@@ -46,6 +46,24 @@ class _Recorder:
         return labels
 
 
+GOAL_AGREEMENT, GOAL_MIOU_DROP, GOAL_CLASS_DROP = 99.0, 0.3, 1.5
+"""Goals of the deploy chain for a context binary against FP32: label agreement (%), mIoU drop
+and the worst class's IoU drop (points). Printed by ``make demo`` and
+``bench/bench_quantization.py`` on the demo-sized model, never asserted on toy models."""
+
+
+def goal_figures(entry: dict[str, Any]) -> dict[str, Any]:
+    """The goal figures of one non-FP32 entry of a report's ``results``, and whether all three
+    goals are met."""
+    agreement, drop = entry.get("agreement_with_fp32"), entry.get("miou_drop")
+    drops = [-d for d in (entry.get("delta") or {}).values() if d is not None]
+    worst = max(drops) if drops else None
+    met = (agreement is not None and agreement >= GOAL_AGREEMENT
+           and drop is not None and drop <= GOAL_MIOU_DROP
+           and worst is not None and worst <= GOAL_CLASS_DROP)
+    return {"agreement": agreement, "miou_drop": drop, "worst_class_drop": worst, "met": met}
+
+
 def _points(x: float) -> float | None:
     return None if not math.isfinite(x) else round(100.0 * x, 2)
 
