@@ -29,6 +29,7 @@ import yaml
 from offroad_core.camera import Camera, CameraIntrinsics
 from offroad_core.costmap.params import CostmapConfig, validate
 from offroad_core.ontology import CLASS_NAMES, CLASSES
+from offroad_core.testing import spin_until
 from offroad_core.testing import stop_process as stop
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -209,12 +210,7 @@ class Graph:
 
     def spin(self, seconds_: float, until: Any = None) -> bool:
         """Spin for up to ``seconds_`` (or until ``until()``)."""
-        end = time.monotonic() + seconds_
-        while time.monotonic() < end:
-            self.executor.spin_once(timeout_sec=0.01)
-            if until is not None and until():
-                return True
-        return until is None
+        return spin_until(self.executor, seconds_, until)
 
     def wait_for(self, proc: subprocess.Popen) -> None:
         """Until our node subscribes to labels, camera info, info and odometry."""

@@ -1,6 +1,7 @@
 """Tiny ONNX models that follow the deploy contract, for tests and benchmarks (and
 :func:`png_bomb`, the decompression-bomb image of the robustness tests, and
-:func:`stop_process`, how the DDS tests stop a node they started).
+:func:`stop_process` and :func:`spin_until`, how the DDS tests stop a node they started and
+wait for what it sends).
 
 Not a segmentation network: a 1x1 convolution over the normalised RGB values, so every pixel's
 class is a deterministic function of its colour. Same interface as the real exported model
@@ -13,7 +14,10 @@ from __future__ import annotations
 
 import signal
 import subprocess
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -126,3 +130,15 @@ def stop_process(proc: subprocess.Popen, timeout: float = 15.0) -> str:
             proc.kill()
             proc.wait()
     return proc.stdout.read()
+
+
+def spin_until(executor: Any, seconds: float, until: Callable[[], bool] | None = None,
+               step: float = 0.01) -> bool:
+    """Spin an rclpy executor for up to ``seconds``: True as soon as ``until()`` holds (True at
+    the end when there is no ``until``), False when time ran out."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        executor.spin_once(timeout_sec=step)
+        if until is not None and until():
+            return True
+    return until is None

@@ -23,6 +23,7 @@ from offroad_core.costmap.params import validate
 from offroad_core.costmap.pipeline import CostmapPipeline, ModelInfo
 from offroad_core.ontology import CLASS_NAMES, CLASSES
 from offroad_core.stamps import stamp_seconds
+from offroad_core.testing import spin_until
 from offroad_core.testing import stop_process as stop_node
 from offroad_costmap.test.scene import Scene
 
@@ -117,12 +118,7 @@ class Peer:
         self.Odometry, self.OccupancyGrid, self.grid_qos = Odometry, OccupancyGrid, grid_qos
 
     def spin(self, seconds: float, until=None) -> bool:
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            self.executor.spin_once(timeout_sec=0.01)
-            if until is not None and until():
-                return True
-        return until is None
+        return spin_until(self.executor, seconds, until)
 
     def wait_for_node(self, proc: subprocess.Popen) -> None:
         ok = self.spin(30, lambda: self.labels_pub.get_subscription_count() > 0

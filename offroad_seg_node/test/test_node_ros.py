@@ -17,7 +17,7 @@ import pytest
 
 from offroad_core import imaging
 from offroad_core.engine import InferenceEngine
-from offroad_core.testing import build_tiny_model
+from offroad_core.testing import build_tiny_model, spin_until
 from offroad_core.testing import stop_process as stop_node
 
 pytestmark = pytest.mark.ros
@@ -110,12 +110,7 @@ class Peer:
         self.labels[self._key(msg)] = (msg, time.time())
 
     def spin(self, seconds: float, until=None) -> bool:
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            self.executor.spin_once(timeout_sec=0.02)
-            if until is not None and until():
-                return True
-        return until is None
+        return spin_until(self.executor, seconds, until, step=0.02)
 
     def wait_for_node(self, proc: subprocess.Popen) -> None:
         ok = self.spin(30, lambda: self.image_pub.get_subscription_count() > 0

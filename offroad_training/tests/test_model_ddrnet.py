@@ -1,23 +1,12 @@
-import importlib.util
-from pathlib import Path
-
 import pytest
 
 torch = pytest.importorskip("torch")
 
+import ddrnet_reference_keys as ref  # noqa: E402  (after importorskip)
+
 from offroad_training.model import DDRNet23Slim, build_model, replace_head  # noqa: E402
 
-
-def _reference_keys():
-    path = Path(__file__).with_name("ddrnet_reference_keys.py")
-    spec = importlib.util.spec_from_file_location("ddrnet_reference_keys", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-REF = _reference_keys()
-random_state, segmentation_shapes = REF.random_state, REF.segmentation_shapes
+random_state, segmentation_shapes = ref.random_state, ref.segmentation_shapes
 
 
 @pytest.fixture(autouse=True)

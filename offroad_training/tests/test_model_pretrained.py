@@ -6,23 +6,14 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+import ddrnet_reference_keys as ref  # noqa: E402  (after importorskip)
+
 from offroad_training.model import DDRNet23Slim, build_model  # noqa: E402
 from offroad_training.model.pretrained import (  # noqa: E402
     PretrainedError,
     load_pretrained,
     qai_hub_state_dict,
 )
-
-
-def _reference_keys():
-    path = Path(__file__).with_name("ddrnet_reference_keys.py")
-    spec = importlib.util.spec_from_file_location("ddrnet_reference_keys", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-REF = _reference_keys()
 
 
 @pytest.fixture(autouse=True)
@@ -51,11 +42,11 @@ def _logits(model, x):
 
 REFERENCE_LAYOUTS = {
     # the reference training code's checkpoint.pth.tar: state_dict = FullModel(model, loss)
-    "checkpoint.pth.tar": lambda s: REF.training_checkpoint(s),
+    "checkpoint.pth.tar": lambda s: ref.training_checkpoint(s),
     # its best.pth / final_state.pth: the FullModel state dict itself
-    "best.pth": lambda s: REF.training_wrapper_state(s),
+    "best.pth": lambda s: ref.training_wrapper_state(s),
     # the same saved from the DataParallel / DDP wrapper
-    "dataparallel": lambda s: REF.training_wrapper_state(s, prefix="module."),
+    "dataparallel": lambda s: ref.training_wrapper_state(s, prefix="module."),
     # a plain state dict, and our own best_model.pth container
     "plain": lambda s: dict(s),
     "ours_best_model": lambda s: {"model": dict(s), "config": {"crop_height": 64}},
@@ -64,7 +55,7 @@ REFERENCE_LAYOUTS = {
 
 @pytest.mark.parametrize("layout", sorted(REFERENCE_LAYOUTS))
 def test_reference_layouts_load_strictly_with_identical_logits(tmp_path, layout):
-    state = REF.random_state(REF.segmentation_shapes(19, aux=True), seed=11)
+    state = ref.random_state(ref.segmentation_shapes(19, aux=True), seed=11)
     expected = _logits(_strict_reference_model(state), torch.randn(1, 3, 64, 80,
                                                                    generator=_gen()))
     path = _save(tmp_path, REFERENCE_LAYOUTS[layout](state))
@@ -88,8 +79,8 @@ def _gen():
 
 
 def test_our_last_pth_prefers_the_ema_weights(tmp_path):
-    raw = REF.random_state(REF.segmentation_shapes(7), seed=1)
-    ema = REF.random_state(REF.segmentation_shapes(7), seed=2)
+    raw = ref.random_state(ref.segmentation_shapes(7), seed=1)
+    ema = ref.random_state(ref.segmentation_shapes(7), seed=2)
     path = _save(tmp_path, {"model": raw, "ema": {"module": ema, "updates": 40},
                             "optimizer": {"state": {}, "param_groups": []}, "step": 40})
     model = DDRNet23Slim(num_classes=7)
@@ -100,7 +91,7 @@ def test_our_last_pth_prefers_the_ema_weights(tmp_path):
 
 def test_official_imagenet_classifier_layout(tmp_path):
     """The official ImageNet file: {"state_dict": {"module.<key>": ...}} of the classifier."""
-    state = REF.random_state(REF.imagenet_shapes(1000), seed=3)
+    state = ref.random_state(ref.imagenet_shapes(1000), seed=3)
     path = _save(tmp_path, {"state_dict": {f"module.{k}": v for k, v in state.items()},
                             "epoch": 90})
     torch.manual_seed(0)
@@ -116,7 +107,7 @@ def test_official_imagenet_classifier_layout(tmp_path):
 
 def test_qai_hub_models_layout_without_aux_head(tmp_path, caplog):
     """qai-hub-models wraps the reference net (augment=False) as ``model``: keys model.<key>."""
-    state = REF.random_state(REF.segmentation_shapes(19, aux=False), seed=4)
+    state = ref.random_state(ref.segmentation_shapes(19, aux=False), seed=4)
     path = _save(tmp_path, {f"model.{k}": v for k, v in state.items()})
     model = DDRNet23Slim(num_classes=7, aux=True)
     with caplog.at_level(logging.INFO):
@@ -132,7 +123,7 @@ def test_qai_hub_models_layout_without_aux_head(tmp_path, caplog):
 
 
 def test_mismatched_state_dict_is_refused_unless_partial_allowed(tmp_path):
-    state = REF.random_state(REF.segmentation_shapes(7), seed=4)
+    state = ref.random_state(ref.segmentation_shapes(7), seed=4)
     del state["layer2.0.conv1.weight"]
     state["bogus.weight"] = torch.zeros(3)
     path = _save(tmp_path, state)
@@ -153,8 +144,8 @@ def test_a_load_that_initialises_no_backbone_tensor_is_an_error_even_if_partial(
         state = {f"encoder.block{i}.weight": torch.zeros(8, 8) for i in range(5)}
     else:  # DDRNet23 (not slim): every backbone tensor has twice the channels
         shapes = {k: tuple(2 * d for d in s) if s else s
-                  for k, s in REF.segmentation_shapes(7).items()}
-        state = REF.random_state(shapes)
+                  for k, s in ref.segmentation_shapes(7).items()}
+        state = ref.random_state(shapes)
     model = DDRNet23Slim(num_classes=7)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     with pytest.raises(PretrainedError, match="none of its tensors initialises the "
@@ -164,10 +155,10 @@ def test_a_load_that_initialises_no_backbone_tensor_is_an_error_even_if_partial(
 
 
 def test_wrong_width_is_refused_as_shape_mismatch(tmp_path):
-    shapes = REF.segmentation_shapes(7)
+    shapes = ref.segmentation_shapes(7)
     shapes["layer1.0.conv1.weight"] = (64, 64, 3, 3)  # one mis-shaped tensor
     with pytest.raises(PretrainedError, match="1 mis-shaped"):
-        load_pretrained(DDRNet23Slim(7), _save(tmp_path, REF.random_state(shapes)))
+        load_pretrained(DDRNet23Slim(7), _save(tmp_path, ref.random_state(shapes)))
 
 
 def test_unreadable_or_pickled_code_is_refused_without_weights_only_advice(tmp_path):

@@ -14,6 +14,9 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("albumentations")
 
+
+import ddrnet_reference_keys as ref  # noqa: E402  (after importorskip)
+
 from offroad_training.train import loop  # noqa: E402
 from offroad_training.train.checkpoint import ResumeError  # noqa: E402
 from offroad_training.train.config import config_path, load_config  # noqa: E402
@@ -111,21 +114,10 @@ def _log_rows(out):
         return list(csv.DictReader(f))
 
 
-def _reference_keys():
-    import importlib.util
-
-    path = Path(__file__).with_name("ddrnet_reference_keys.py")
-    spec = importlib.util.spec_from_file_location("ddrnet_reference_keys", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_parameter_groups_follow_warmup_and_cosine_and_resume_restores_them(data_root,
                                                                              tmp_path):
     from offroad_training.train.optim import lr_factor
 
-    ref = _reference_keys()
     weights = tmp_path / "checkpoint.pth.tar"  # the reference training code's layout
     torch.save(ref.training_checkpoint(ref.random_state(ref.segmentation_shapes(19), seed=3)),
                weights)

@@ -3,8 +3,6 @@
 domain-gap augmentations), on tiny generated data in the unified format."""
 
 import csv
-import importlib.util
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,18 +10,13 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("albumentations")
 
+
+import ddrnet_reference_keys as ref  # noqa: E402  (after importorskip)
+
 from offroad_training.data import fixtures  # noqa: E402
 from offroad_training.data.unified import UnifiedWriter  # noqa: E402
 from offroad_training.train.config import config_path, load_config  # noqa: E402
 from offroad_training.train.loop import train  # noqa: E402
-
-
-def _reference_keys():
-    path = Path(__file__).with_name("ddrnet_reference_keys.py")
-    spec = importlib.util.spec_from_file_location("ddrnet_reference_keys", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _amp_here() -> list[str]:
@@ -47,7 +40,6 @@ def test_seed_full_config_runs_two_steps_with_workers(tmp_path):
     for split, members in ids.items():
         writer.write_split(split, members)
     writer.write_ontology()
-    ref = _reference_keys()
     weights = tmp_path / "ddrnet23_slim_cityscapes.pth"
     torch.save(ref.training_checkpoint(ref.random_state(ref.segmentation_shapes(19))), weights)
     overrides = [f"data_root={root}", f"out_dir={tmp_path / 'run'}", f"pretrained={weights}",

@@ -22,6 +22,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from offroad_core.testing import spin_until
+
 KINDS = ("crash", "hang", "unclear", "wrong")
 _TALLIES: list[Tally] = []
 
@@ -227,12 +229,7 @@ class Peer:
 
     def spin(self, seconds: float, until: Any = None) -> bool:
         """Spin up to ``seconds``; True as soon as ``until()`` holds (True at the end if None)."""
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            self.executor.spin_once(timeout_sec=0.01)
-            if until is not None and until():
-                return True
-        return until is None
+        return spin_until(self.executor, seconds, until)
 
     def counter(self, key: str) -> int:
         """A counter of the latest diagnostics (0 when absent)."""
